@@ -1,0 +1,68 @@
+# The verbs a user types. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+ENV_FILE ?= .env
+COMPOSE ?= docker compose --env-file $(ENV_FILE)
+UV ?= uv
+PYTEST_ARGS ?=
+
+.PHONY: help
+help: ## List the targets
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+.PHONY: env
+env: $(ENV_FILE) ## Write .env with fresh secrets if it is missing (never overwrites)
+$(ENV_FILE):
+	@python3 infra/make_env.py --output $(ENV_FILE)
+
+.PHONY: docker-check
+docker-check:
+	@command -v docker >/dev/null || { echo "make: docker is not installed (https://docs.docker.com/engine/install/)" >&2; exit 1; }
+	@docker info >/dev/null 2>&1 || { echo "make: no Docker engine answers (is dockerd running, and may this user reach it?)" >&2; exit 1; }
+	@docker compose version >/dev/null 2>&1 || { echo "make: Docker Compose v2 is missing (the 'docker compose' plugin)" >&2; exit 1; }
+
+.PHONY: up
+up: docker-check $(ENV_FILE) ## Build the image, start every service, wait until healthy, print the URLs
+	$(COMPOSE) up --build --detach --wait --wait-timeout 300
+	@set -a; . ./$(ENV_FILE); set +a; \
+	echo; echo "MLflow   http://localhost:$${MLFLOW_PORT:-5000}   (MLFLOW_TRACKING_URI for teammates)"; \
+	echo "Prefect  http://localhost:$${PREFECT_PORT:-4200}   (API: http://localhost:$${PREFECT_PORT:-4200}/api)"
+
+.PHONY: deploy
+deploy: docker-check ## Register the flows' deployments (prefect.yaml) with the worker's pool
+	$(COMPOSE) exec -T worker prefect --no-prompt deploy --all
+
+.PHONY: down
+down: ## Stop the services; data volumes are kept
+	$(COMPOSE) down
+
+.PHONY: clean
+clean: ## Stop the services and DELETE their data volumes (databases, buckets)
+	@echo "Removing the stack and its volumes: every run, model, artifact and flow run is deleted."
+	$(COMPOSE) down --volumes --remove-orphans
+
+.PHONY: logs
+logs: ## Follow the services' logs
+	$(COMPOSE) logs --follow --tail=100
+
+.PHONY: ps
+ps: ## Show the services and their health
+	$(COMPOSE) ps
+
+.venv/.synced: pyproject.toml uv.lock
+	$(UV) sync --frozen
+	@touch $@
+
+.PHONY: test
+test: .venv/.synced ## Run the test suite (no Docker needed: it starts real servers itself)
+	$(UV) run --frozen pytest -m "not e2e" $(PYTEST_ARGS)
+
+.PHONY: e2e
+e2e: docker-check .venv/.synced ## Bring up a throwaway compose stack, test it end to end, remove it
+	$(UV) run --frozen pytest -m e2e tests/e2e $(PYTEST_ARGS)
+
+.PHONY: lint
+lint: .venv/.synced ## Check style and common bugs
+	$(UV) run --frozen ruff check .
+	$(UV) run --frozen ruff format --check .

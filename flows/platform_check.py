@@ -1,0 +1,71 @@
+"""A small flow that proves a worker can reach every service it depends on."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from pathlib import Path
+
+import boto3
+import mlflow
+from botocore.config import Config
+from prefect import flow, get_run_logger, task
+
+
+@task(retries=3, retry_delay_seconds=[2, 5, 10])
+def log_probe_run(experiment_name: str) -> str:
+    """Log a run with a parameter, a metric and a text artifact; return its run id."""
+    mlflow.set_experiment(experiment_name)
+    with mlflow.start_run(run_name="platform-check") as run:
+        mlflow.log_param("probe", "platform-check")
+        mlflow.log_metric("ok", 1.0)
+        with tempfile.TemporaryDirectory() as tmp:
+            note = Path(tmp) / "probe.txt"
+            note.write_text(f"written by flow run {os.environ.get('PREFECT__FLOW_RUN_ID', '-')}\n")
+            mlflow.log_artifact(str(note))
+    return run.info.run_id
+
+
+@task(retries=3, retry_delay_seconds=[2, 5, 10])
+def read_probe_artifact(run_id: str) -> str:
+    """Download the probe artifact back through the tracking server."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="probe.txt",
+                                                   dst_path=tmp)
+        return Path(path).read_text()
+
+
+@task(retries=3, retry_delay_seconds=[2, 5, 10])
+def round_trip_data_bucket(bucket: str) -> int:
+    """Write, read back and delete one object in the data bucket; return its size."""
+    s3 = boto3.client("s3", endpoint_url=os.environ.get("S3_ENDPOINT_URL") or None,
+                      config=Config(signature_version="s3v4"))
+    key = f"_platform-check/{uuid.uuid4().hex}"
+    s3.put_object(Bucket=bucket, Key=key, Body=b"ok")
+    try:
+        return len(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    finally:
+        s3.delete_object(Bucket=bucket, Key=key)
+
+
+@flow(name="platform-check", log_prints=True)
+def platform_check(experiment_name: str = "platform-check") -> dict:
+    """Reach MLflow (tracking and artifact proxy) and the data bucket from where the flow runs."""
+    logger = get_run_logger()
+    run_id = log_probe_run(experiment_name)
+    artifact_text = read_probe_artifact(run_id)
+    bucket = os.environ.get("DATA_BUCKET", "")
+    bucket_bytes = round_trip_data_bucket(bucket) if bucket else None
+    result = {
+        "tracking_uri": mlflow.get_tracking_uri(),
+        "run_id": run_id,
+        "artifact_text": artifact_text.strip(),
+        "data_bucket_bytes": bucket_bytes,
+    }
+    logger.info("platform check passed: %s", result)
+    return result
+
+
+if __name__ == "__main__":
+    print(platform_check())

@@ -1,0 +1,52 @@
+"""Write .env from .env.example, filling each value marked `# generated` with a fresh secret."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import secrets
+import sys
+from pathlib import Path
+
+GENERATED = re.compile(r"^(?P<key>[A-Z0-9_]+)=\s*#\s*generated\b.*$")
+
+
+def secret_for(key: str) -> str:
+    """A random value suited to ``key``: URL-safe, so it fits in connection URLs unescaped."""
+    if key.endswith("ACCESS_KEY_ID"):
+        return "platform-" + secrets.token_hex(8)  # MinIO wants a user name of >= 3 characters
+    return secrets.token_urlsafe(32)
+
+
+def render(example: str, overrides: dict[str, str]) -> str:
+    """Return the example text with generated secrets and ``overrides`` filled in."""
+    lines = []
+    for line in example.splitlines():
+        key = line.split("=", 1)[0] if "=" in line and not line.startswith("#") else None
+        if key in overrides:
+            line = f"{key}={overrides[key]}"
+        elif match := GENERATED.match(line):
+            line = f"{match['key']}={secret_for(match['key'])}"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--example", type=Path, default=Path(".env.example"))
+    parser.add_argument("--output", type=Path, default=Path(".env"))
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a setting in the written file (repeatable)")
+    args = parser.parse_args()
+    if args.output.exists():
+        print(f"{args.output} exists: leaving it as it is")
+        return 0
+    overrides = dict(item.split("=", 1) for item in args.set)
+    args.output.write_text(render(args.example.read_text(), overrides))
+    args.output.chmod(0o600)
+    print(f"wrote {args.output} with fresh secrets")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
