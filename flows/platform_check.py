@@ -31,16 +31,20 @@ def log_probe_run(experiment_name: str) -> str:
 def read_probe_artifact(run_id: str) -> str:
     """Download the probe artifact back through the tracking server."""
     with tempfile.TemporaryDirectory() as tmp:
-        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="probe.txt",
-                                                   dst_path=tmp)
+        path = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path="probe.txt", dst_path=tmp
+        )
         return Path(path).read_text()
 
 
 @task(retries=3, retry_delay_seconds=[2, 5, 10])
 def round_trip_data_bucket(bucket: str) -> int:
     """Write, read back and delete one object in the data bucket; return its size."""
-    s3 = boto3.client("s3", endpoint_url=os.environ.get("S3_ENDPOINT_URL") or None,
-                      config=Config(signature_version="s3v4"))
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=os.environ.get("S3_ENDPOINT_URL") or None,
+        config=Config(signature_version="s3v4"),
+    )
     key = f"_platform-check/{uuid.uuid4().hex}"
     s3.put_object(Bucket=bucket, Key=key, Body=b"ok")
     try:

@@ -35,8 +35,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--example", type=Path, default=Path(".env.example"))
     parser.add_argument("--output", type=Path, default=Path(".env"))
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a setting in the written file (repeatable)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting in the written file (repeatable)",
+    )
     args = parser.parse_args()
     if args.output.exists():
         print(f"{args.output} exists: leaving it as it is")

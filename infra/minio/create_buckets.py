@@ -35,7 +35,10 @@ def ensure_bucket(client, name: str) -> bool:
         client.create_bucket(Bucket=name)
     except ClientError as error:
         # Another init run may have won the race; that is the state we want.
-        if error.response["Error"]["Code"] not in {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}:
+        if error.response["Error"]["Code"] not in {
+            "BucketAlreadyOwnedByYou",
+            "BucketAlreadyExists",
+        }:
             raise
     return True
 

@@ -5,8 +5,8 @@ destination's repository class mixes in ``MultipartUploadMixin``/``MultipartDown
 then ask the server for presigned S3 URLs, which name the S3 endpoint as the *server* sees it
 (``http://minio:9000`` inside compose). A teammate's laptop cannot resolve that name, and the client
 raises instead of falling back to the proxy. This class delegates to MLflow's own
-``S3ArtifactRepository`` but is not one of those mixins, so the server advertises neither feature and
-every byte goes through ``/api/2.0/mlflow-artifacts``: clients need only the tracking URL.
+``S3ArtifactRepository`` but is not one of those mixins, so the server advertises neither feature
+and every byte goes through ``/api/2.0/mlflow-artifacts``: clients need only the tracking URL.
 """
 
 from __future__ import annotations

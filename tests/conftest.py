@@ -1,0 +1,77 @@
+"""Session fixtures: real servers started once and shared by the integration tests."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests import servers
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TLC_DATA = REPO_ROOT.parent / "shared" / "data" / "nyc-tlc"
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory) -> Path:
+    """Logs and state of the servers, kept by pytest for a look after a failure."""
+    return tmp_path_factory.mktemp("servers")
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[servers.Postgres]:
+    """A throwaway PostgreSQL cluster from the machine's binaries."""
+    server = servers.start_postgres()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3(workdir: Path) -> Iterator[servers.S3Server]:
+    """A local S3-compatible server."""
+    server = servers.start_s3(workdir)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(postgres, s3, workdir) -> Iterator[servers.MlflowServer]:
+    """An MLflow tracking server on PostgreSQL, artifacts proxied to the S3 server."""
+    bucket = "mlflow-artifacts"
+    s3.client().create_bucket(Bucket=bucket)
+    url = postgres.create_database("mlflow", secrets.token_urlsafe(16))
+    server = servers.start_mlflow(f"postgresql+psycopg2://{url}", s3, bucket, workdir)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def prefect_server(postgres, workdir) -> Iterator[servers.PrefectServer]:
+    """A Prefect server on PostgreSQL."""
+    url = postgres.create_database("prefect", secrets.token_urlsafe(16))
+    server = servers.start_prefect(f"postgresql+asyncpg://{url}", workdir)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def tracking(mlflow_server, monkeypatch) -> str:
+    """Point this test's MLflow client at the tracking server (and nothing else)."""
+    import mlflow
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "MLFLOW_S3_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)  # clients need the URL only
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.url)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    mlflow.set_tracking_uri(mlflow_server.url)
+    yield mlflow_server.url
+    mlflow.set_tracking_uri(None)
+
+
+@pytest.fixture
+def unique_name() -> str:
+    """A name no other test uses, for experiments and registered models."""
+    return f"test-{uuid.uuid4().hex[:10]}"

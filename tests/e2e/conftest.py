@@ -1,0 +1,110 @@
+"""The real compose stack, brought up once for the end-to-end tests and removed afterwards."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+from tests.servers import free_port
+
+sys.path.insert(0, str(REPO_ROOT / "infra"))
+import make_env  # noqa: E402
+
+PROJECT = "taxi-mlops-e2e"
+
+
+@dataclass
+class Stack:
+    """A running compose project and the addresses the host sees."""
+
+    env_file: Path
+    mlflow_url: str
+    prefect_api_url: str
+
+    def compose(self, *args: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
+        """Run ``docker compose`` against this stack."""
+        return subprocess.run(
+            ["docker", "compose", "--env-file", str(self.env_file), *args],
+            cwd=REPO_ROOT,
+            check=check,
+            text=True,
+            capture_output=True,
+            **kwargs,
+        )
+
+    def make(self, target: str) -> subprocess.CompletedProcess:
+        """Run a Makefile target against this stack, as a user would."""
+        return subprocess.run(
+            ["make", target, f"ENV_FILE={self.env_file}"],
+            cwd=REPO_ROOT,
+            check=True,
+            text=True,
+            capture_output=True,
+        )
+
+    def exec_python(self, service: str, code: str) -> str:
+        """Run Python code inside a service's container; return its output."""
+        return self.compose("exec", "-T", service, "python", "-c", code).stdout
+
+    def env(self) -> dict[str, str]:
+        """The generated settings."""
+        return dict(
+            line.split("=", 1)
+            for line in self.env_file.read_text().splitlines()
+            if line and not line.startswith("#") and "=" in line
+        )
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory) -> Iterator[Stack]:
+    """`make up` on fresh settings and ports; `docker compose down -v` at the end."""
+    workdir = tmp_path_factory.mktemp("e2e")
+    mlflow_port, prefect_port = free_port(), free_port()
+    env_file = workdir / "e2e.env"
+    overrides = {
+        "COMPOSE_PROJECT_NAME": PROJECT,
+        "MLFLOW_PORT": str(mlflow_port),
+        "PREFECT_PORT": str(prefect_port),
+        "APP_IMAGE": "taxi-mlops/app:e2e",
+    }
+    for name in ("PYTHON_IMAGE", "POSTGRES_IMAGE", "MINIO_IMAGE"):  # CI's stand-in images
+        if os.environ.get(name):
+            overrides[name] = os.environ[name]
+    env_file.write_text(make_env.render((REPO_ROOT / ".env.example").read_text(), overrides))
+    stack = Stack(
+        env_file=env_file,
+        mlflow_url=f"http://127.0.0.1:{mlflow_port}",
+        prefect_api_url=f"http://127.0.0.1:{prefect_port}/api",
+    )
+    try:
+        up = subprocess.run(
+            ["make", "up", f"ENV_FILE={env_file}"], cwd=REPO_ROOT, text=True, capture_output=True
+        )
+        (workdir / "make-up.log").write_text(up.stdout + up.stderr)
+        assert up.returncode == 0, f"make up failed:\n{up.stdout[-3000:]}\n{up.stderr[-3000:]}"
+        yield stack
+    finally:
+        logs = stack.compose("logs", "--no-color", check=False)
+        (workdir / "compose.log").write_text(logs.stdout + logs.stderr)
+        print(f"\ncompose logs: {workdir / 'compose.log'}")
+        stack.compose("down", "--volumes", "--remove-orphans", check=False)
+
+
+def published_ports(stack: Stack) -> dict[str, list[int]]:
+    """Host ports each service publishes."""
+    rows = stack.compose("ps", "--all", "--format", "json").stdout
+    services = [json.loads(line) for line in rows.splitlines() if line.strip()]
+    return {
+        s["Service"]: sorted(
+            {p["PublishedPort"] for p in s.get("Publishers") or [] if p.get("PublishedPort")}
+        )
+        for s in services
+    }

@@ -1,0 +1,125 @@
+"""End to end: the compose stack as a user and a teammate meet it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import mlflow
+import pytest
+import requests
+
+from tests.conftest import REPO_ROOT
+from tests.e2e.conftest import published_ports
+
+pytestmark = pytest.mark.e2e
+
+
+def test_missing_secret_fails_at_config_with_its_name(tmp_path):
+    """A required value left out stops compose before anything starts, naming the setting."""
+    env_file = tmp_path / "incomplete.env"
+    lines = (REPO_ROOT / ".env.example").read_text().splitlines()
+    env_file.write_text("\n".join(line for line in lines if "POSTGRES_PASSWORD" not in line))
+    result = subprocess.run(
+        ["docker", "compose", "--env-file", str(env_file), "config"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode != 0
+    assert "POSTGRES_PASSWORD" in result.stderr
+
+
+def test_only_mlflow_and_prefect_are_published(stack):
+    env = stack.env()
+    ports = published_ports(stack)
+    assert ports.pop("mlflow") == [int(env["MLFLOW_PORT"])]
+    assert ports.pop("prefect-server") == [int(env["PREFECT_PORT"])]
+    assert all(not published for published in ports.values()), ports
+
+
+def test_host_client_with_only_the_url_round_trips_artifacts(stack, tmp_path, monkeypatch):
+    """From the host: log a run and a file above the multipart thresholds, read it back."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "MLFLOW_S3_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    # Thresholds lowered so a server that offered presigned URLs (pointing at minio:9000, which
+    # the host cannot resolve) would make this test fail instead of passing on a small file.
+    monkeypatch.setenv("MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE", str(1024 * 1024))
+    monkeypatch.setenv("MLFLOW_MULTIPART_DOWNLOAD_MINIMUM_FILE_SIZE", str(1024 * 1024))
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    mlflow.set_tracking_uri(stack.mlflow_url)
+    payload = os.urandom(8 * 1024 * 1024)
+    (tmp_path / "blob.bin").write_bytes(payload)
+    mlflow.set_experiment("e2e-host-client")
+    with mlflow.start_run() as run:
+        mlflow.log_metric("rmse", 6.0)
+        mlflow.log_artifact(str(tmp_path / "blob.bin"))
+    back = mlflow.artifacts.download_artifacts(
+        run_id=run.info.run_id, artifact_path="blob.bin", dst_path=str(tmp_path / "back")
+    )
+    assert Path(back).read_bytes() == payload
+
+    listing = stack.exec_python(
+        "mlflow",
+        (
+            "import boto3, os, json;"
+            "s3 = boto3.client('s3', endpoint_url=os.environ['S3_ENDPOINT_URL']);"
+            "print(json.dumps([(o['Key'], o['Size']) for o in "
+            "s3.list_objects_v2(Bucket=os.environ.get('BUCKET', 'mlflow-artifacts'))['Contents']]))"
+        ),
+    )
+    objects = dict(json.loads(listing))
+    key = next(k for k in objects if k.endswith(f"{run.info.run_id}/artifacts/blob.bin"))
+    assert objects[key] == len(payload)
+
+
+def test_worker_reaches_services_by_name(stack):
+    out = stack.exec_python(
+        "worker",
+        (
+            "import urllib.request as u, json;"
+            "print(u.urlopen('http://prefect-server:4200/api/health', timeout=10).read().decode());"
+            "r = u.urlopen('http://mlflow:5000/api/2.0/mlflow/experiments/search?max_results=5',"
+            " timeout=10); print(r.status)"
+        ),
+    )
+    assert out.split() == ["true", "200"]
+
+
+def test_deployed_flow_runs_on_the_online_worker(stack):
+    """`make deploy`, then the platform-check deployment runs to completion on the worker."""
+    stack.make("deploy")
+    api = stack.prefect_api_url
+    pool = stack.env()["WORK_POOL"]
+    workers = requests.post(f"{api}/work_pools/{pool}/workers/filter", json={}, timeout=10).json()
+    assert [w["status"] for w in workers] == ["ONLINE"]
+
+    run = subprocess.run(
+        [
+            "uv",
+            "run",
+            "--frozen",
+            "prefect",
+            "deployment",
+            "run",
+            "platform-check/platform-check",
+            "--watch",
+            "--watch-timeout",
+            "300",
+        ],
+        cwd=REPO_ROOT,
+        env={**os.environ, "PREFECT_API_URL": api},
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    flow_runs = requests.post(
+        f"{api}/flow_runs/filter",
+        json={"deployments": {"name": {"any_": ["platform-check"]}}},
+        timeout=10,
+    ).json()
+    assert [r["state_type"] for r in flow_runs] == ["COMPLETED"]
+    assert flow_runs[0]["work_pool_name"] == pool

@@ -1,0 +1,321 @@
+"""Real servers for the integration tests: PostgreSQL, an S3 API, MLflow and Prefect as processes.
+
+Each starter returns a handle and a ``stop`` callable; the fixtures in ``conftest.py`` own their
+lifetimes. Nothing here is a mock: the MLflow and Prefect servers are the packages' own servers,
+the database is the machine's PostgreSQL, and the S3 API is moto's HTTP server.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg2
+import requests
+from psycopg2 import sql
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_http(url: str, timeout_s: float, process: subprocess.Popen | None = None) -> None:
+    """Poll ``url`` until it answers 200; fail early if ``process`` exits."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"server for {url} exited with {process.returncode}")
+        try:
+            if requests.get(url, timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{url} did not answer within {timeout_s:.0f}s")
+
+
+def stop_process(process: subprocess.Popen, timeout_s: float = 20) -> None:
+    """Stop a server and its children (uvicorn workers) started in their own session."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def start_logged(cmd: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    """Start ``cmd`` in its own process group with output to ``log_path``."""
+    log = log_path.open("wb")
+    return subprocess.Popen(
+        cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+
+
+# --- PostgreSQL ----------------------------------------------------------------------------------
+
+
+def postgres_bindir() -> Path:
+    """The directory of the machine's PostgreSQL server binaries (Debian keeps them off PATH)."""
+    if pg_ctl := shutil.which("pg_ctl"):
+        return Path(pg_ctl).resolve().parent
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+    if not candidates:
+        raise RuntimeError("PostgreSQL server binaries not found: apt-get install postgresql")
+    return Path(candidates[-1]).parent
+
+
+@dataclass
+class Postgres:
+    """A throwaway PostgreSQL cluster listening on 127.0.0.1."""
+
+    port: int
+    password: str
+    datadir: Path
+    run_as: list[str]
+    bindir: Path
+    user: str = "postgres"
+
+    def connect(self, dbname: str = "postgres"):
+        """A psycopg2 connection as the superuser."""
+        return psycopg2.connect(
+            host="127.0.0.1", port=self.port, user=self.user, password=self.password, dbname=dbname
+        )
+
+    def create_database(self, name: str, owner_password: str) -> str:
+        """Create role and database ``name``; return its SQLAlchemy URL without a driver."""
+        conn = self.connect()
+        conn.autocommit = True
+        with conn.cursor() as cur:  # not `with conn`: that opens a transaction block
+            cur.execute(
+                sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                    sql.Identifier(name), sql.Literal(owner_password)
+                )
+            )
+            cur.execute(
+                sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                    sql.Identifier(name), sql.Identifier(name)
+                )
+            )
+        conn.close()
+        return f"{name}:{owner_password}@127.0.0.1:{self.port}/{name}"
+
+    def stop(self) -> None:
+        """Stop the cluster and delete its files."""
+        subprocess.run(
+            [
+                *self.run_as,
+                str(self.bindir / "pg_ctl"),
+                "stop",
+                "-D",
+                str(self.datadir),
+                "-m",
+                "fast",
+                "-w",
+            ],
+            check=False,
+            capture_output=True,
+        )
+        shutil.rmtree(self.datadir.parent, ignore_errors=True)
+
+
+def start_postgres(password: str = "postgres-test-password") -> Postgres:
+    """initdb and start a cluster; as root, run it as the `postgres` user (it refuses root)."""
+    bindir = postgres_bindir()
+    base = Path(tempfile.mkdtemp(prefix="pgtest-"))
+    datadir, sockets = base / "data", base / "sockets"
+    sockets.mkdir()
+    run_as: list[str] = []
+    if os.geteuid() == 0:
+        account = pwd.getpwnam("postgres")
+        for path in (base, sockets):
+            os.chown(path, account.pw_uid, account.pw_gid)
+        run_as = ["runuser", "-u", "postgres", "--"]
+    pwfile = base / "pwfile"
+    pwfile.write_text(password + "\n")
+    if run_as:
+        os.chown(pwfile, pwd.getpwnam("postgres").pw_uid, -1)
+    subprocess.run(
+        [
+            *run_as,
+            str(bindir / "initdb"),
+            "-D",
+            str(datadir),
+            "-U",
+            "postgres",
+            "--auth=scram-sha-256",
+            f"--pwfile={pwfile}",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    port = free_port()
+    options = (
+        f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+    )
+    subprocess.run(
+        [
+            *run_as,
+            str(bindir / "pg_ctl"),
+            "start",
+            "-D",
+            str(datadir),
+            "-w",
+            "-l",
+            str(base / "server.log"),
+            "-o",
+            options,
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return Postgres(port=port, password=password, datadir=datadir, run_as=run_as, bindir=bindir)
+
+
+# --- S3 ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class S3Server:
+    """moto's S3-compatible HTTP server."""
+
+    endpoint_url: str
+    process: subprocess.Popen
+    access_key_id: str = "test-access-key"
+    secret_access_key: str = "test-secret-key"
+
+    def client(self):
+        """A boto3 client for this server."""
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=self.access_key_id,
+            aws_secret_access_key=self.secret_access_key,
+            region_name="us-east-1",
+            config=Config(signature_version="s3v4"),
+        )
+
+    def env(self) -> dict[str, str]:
+        """What a process needs in its environment to use this server."""
+        return {
+            "S3_ENDPOINT_URL": self.endpoint_url,
+            "MLFLOW_S3_ENDPOINT_URL": self.endpoint_url,
+            "AWS_ACCESS_KEY_ID": self.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": self.secret_access_key,
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+
+    def stop(self) -> None:
+        stop_process(self.process)
+
+
+def start_s3(workdir: Path) -> S3Server:
+    """Start moto's server (a separate process, as a real S3 endpoint would be)."""
+    port = free_port()
+    process = start_logged(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        dict(os.environ),
+        workdir / "s3.log",
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_for_http(f"{url}/moto-api/", 30, process)
+    return S3Server(endpoint_url=url, process=process)
+
+
+# --- MLflow --------------------------------------------------------------------------------------
+
+
+@dataclass
+class MlflowServer:
+    """``mlflow server`` with a PostgreSQL backend and artifacts proxied to S3."""
+
+    url: str
+    process: subprocess.Popen
+    bucket: str
+
+    def stop(self) -> None:
+        stop_process(self.process)
+
+
+def start_mlflow(backend_uri: str, s3: S3Server, bucket: str, workdir: Path) -> MlflowServer:
+    """Start the tracking server the way docker-compose.yml does, on a free local port."""
+    port = free_port()
+    env = {**os.environ, **s3.env(), "MLFLOW_BACKEND_STORE_URI": backend_uri}
+    cmd = [
+        str(Path(sys.executable).parent / "mlflow"),
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--serve-artifacts",
+        f"--artifacts-destination=s3://{bucket}",
+    ]
+    process = start_logged(cmd, env, workdir / "mlflow.log")
+    url = f"http://127.0.0.1:{port}"
+    wait_for_http(f"{url}/health", 120, process)
+    return MlflowServer(url=url, process=process, bucket=bucket)
+
+
+# --- Prefect -------------------------------------------------------------------------------------
+
+
+@dataclass
+class PrefectServer:
+    """``prefect server start`` on a PostgreSQL database."""
+
+    api_url: str
+    process: subprocess.Popen
+
+    def stop(self) -> None:
+        stop_process(self.process)
+
+
+def start_prefect(database_url: str, workdir: Path) -> PrefectServer:
+    """Start the Prefect API and UI server on a free local port."""
+    port = free_port()
+    home = workdir / "prefect-home"
+    home.mkdir(exist_ok=True)
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_API_DATABASE_CONNECTION_URL": database_url,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    }
+    env.pop("PREFECT_API_URL", None)
+    cmd = [
+        str(Path(sys.executable).parent / "prefect"),
+        "server",
+        "start",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    process = start_logged(cmd, env, workdir / "prefect.log")
+    api_url = f"http://127.0.0.1:{port}/api"
+    wait_for_http(f"{api_url}/health", 180, process)
+    return PrefectServer(api_url=api_url, process=process)

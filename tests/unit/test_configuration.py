@@ -1,0 +1,88 @@
+"""Configuration: .env generation and its agreement with docker-compose.yml."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+sys.path.insert(0, str(REPO_ROOT / "infra"))
+import make_env  # noqa: E402
+
+EXAMPLE = (REPO_ROOT / ".env.example").read_text()
+COMPOSE = (REPO_ROOT / "docker-compose.yml").read_text()
+
+
+def parse_env(text: str) -> dict[str, str]:
+    """KEY=VALUE lines of an env file."""
+    return dict(
+        line.split("=", 1)
+        for line in text.splitlines()
+        if line and not line.startswith("#") and "=" in line
+    )
+
+
+def test_every_generated_value_is_filled_with_a_distinct_secret():
+    first, second = parse_env(make_env.render(EXAMPLE, {})), parse_env(make_env.render(EXAMPLE, {}))
+    generated = [line.split("=")[0] for line in EXAMPLE.splitlines() if "# generated" in line]
+    assert {"POSTGRES_PASSWORD", "MLFLOW_DB_PASSWORD", "S3_SECRET_ACCESS_KEY"} <= set(generated)
+    values = [first[key] for key in generated]
+    assert all(len(value) >= 20 for value in values)
+    assert len(set(values)) == len(values)
+    assert all(first[key] != second[key] for key in generated)  # never a shared default
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]+", value) for value in values)  # URL-safe
+
+
+def test_overrides_replace_values():
+    env = parse_env(make_env.render(EXAMPLE, {"MLFLOW_PORT": "15000"}))
+    assert env["MLFLOW_PORT"] == "15000"
+
+
+def test_existing_env_is_never_overwritten(tmp_path):
+    target = tmp_path / ".env"
+    target.write_text("POSTGRES_PASSWORD=mine\n")
+    subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "infra/make_env.py"),
+            "--example",
+            str(REPO_ROOT / ".env.example"),
+            "--output",
+            str(target),
+        ],
+        check=True,
+    )
+    assert target.read_text() == "POSTGRES_PASSWORD=mine\n"
+
+
+def test_new_env_file_is_private(tmp_path):
+    target = tmp_path / ".env"
+    subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "infra/make_env.py"),
+            "--example",
+            str(REPO_ROOT / ".env.example"),
+            "--output",
+            str(target),
+        ],
+        check=True,
+    )
+    assert target.stat().st_mode & 0o077 == 0
+
+
+@pytest.mark.parametrize("name", sorted(set(re.findall(r"\$\{([A-Z0-9_]+)", COMPOSE))))
+def test_every_compose_variable_is_documented(name):
+    """Each setting the compose file reads appears in .env.example."""
+    assert re.search(rf"^{name}=", EXAMPLE, re.MULTILINE), f"{name} missing from .env.example"
+
+
+def test_compose_publishes_only_mlflow_and_prefect():
+    published = re.findall(r'^\s+- "\$\{BIND_ADDRESS:-127\.0\.0\.1\}:\$\{(\w+)', COMPOSE, re.M)
+    assert published == ["MLFLOW_PORT", "PREFECT_PORT"]
+    assert COMPOSE.count("ports:") == 2
+    assert "container_name" not in COMPOSE and ":latest" not in COMPOSE
