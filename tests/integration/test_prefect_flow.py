@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.logging.handlers import APILogHandler
+from prefect.logging.handlers import APILogWorker
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from flows.platform_check import platform_check
@@ -35,7 +35,7 @@ def test_platform_check_flow_runs_against_the_servers(
                 return run.state.type.value
 
         assert asyncio.run(recorded_state()) == "COMPLETED"
-        APILogHandler.flush()  # ship the run's logs while the server still listens
+        APILogWorker.drain_all(timeout=10)  # ship the run's logs while the server listens
 
     assert result["data_bucket_bytes"] == 2
     assert result["artifact_text"].startswith("written by flow run")
