@@ -6,10 +6,14 @@ ENV_FILE ?= .env
 COMPOSE ?= docker compose --env-file $(ENV_FILE)
 UV ?= uv
 PYTEST_ARGS ?=
+COLOR ?= green
+TRAIN_MONTH ?=
+VAL_MONTH ?=
+FILES ?=
 
 .PHONY: help
 help: ## List the targets
-	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 .PHONY: env
 env: $(ENV_FILE) ## Write .env with fresh secrets if it is missing (never overwrites)
@@ -32,6 +36,18 @@ up: docker-check $(ENV_FILE) ## Build the image, start every service, wait until
 .PHONY: deploy
 deploy: docker-check ## Register the flows' deployments (prefect.yaml) with the worker's pool
 	$(COMPOSE) exec -T worker prefect --no-prompt deploy --all
+
+.PHONY: upload-data
+upload-data: docker-check ## Store local TLC files in the data bucket: FILES="green_tripdata_2021-01.parquet ..."
+	@test -n "$(FILES)" || { echo 'usage: make upload-data FILES="path/green_tripdata_2021-01.parquet ..."' >&2; exit 2; }
+	$(COMPOSE) run --rm --no-deps $(foreach f,$(FILES),-v "$(abspath $(f)):/upload/$(notdir $(f)):ro") \
+		worker python -m flows.cli upload $(addprefix /upload/,$(notdir $(FILES)))
+
+.PHONY: train
+train: docker-check ## Train on the worker and promote if better: TRAIN_MONTH=2021-01 VAL_MONTH=2021-02 [COLOR=green]
+	@test -n "$(TRAIN_MONTH)" -a -n "$(VAL_MONTH)" || { echo 'usage: make train TRAIN_MONTH=YYYY-MM VAL_MONTH=YYYY-MM [COLOR=green]' >&2; exit 2; }
+	$(COMPOSE) exec -T worker python -m flows.cli train --color $(COLOR) \
+		--train-month $(TRAIN_MONTH) --val-month $(VAL_MONTH)
 
 .PHONY: down
 down: ## Stop the services; data volumes are kept

@@ -1,0 +1,241 @@
+"""TLC trip-record files: where a month lives, reading it from anywhere, and validating it."""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import requests
+
+from flows.features import (
+    DROPOFF,
+    LOCATION_IDS,
+    MAX_DURATION_MIN,
+    MIN_DURATION_MIN,
+    PICKUP,
+    add_duration,
+    filter_duration,
+    normalize_columns,
+)
+
+COLORS = ("green", "yellow")
+MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+DOWNLOAD_CHUNK = 1 << 20
+
+
+class TripDataError(ValueError):
+    """A trip-record file that cannot be used for training; the message names file and problem."""
+
+    def __init__(self, source: str, problem: str) -> None:
+        super().__init__(f"{source}: {problem}")
+        self.source, self.problem = source, problem
+
+
+@dataclass(frozen=True)
+class TripData:
+    """Validated trips of one file, with the numbers worth logging about it."""
+
+    source: str
+    trips: pd.DataFrame
+    rows_read: int
+
+    @property
+    def rows_kept(self) -> int:
+        return len(self.trips)
+
+
+def file_name(color: str, month: str) -> str:
+    """TLC's file name for one colour and month, e.g. ``green_tripdata_2021-01.parquet``."""
+    if color not in COLORS:
+        raise ValueError(f"taxi colour must be one of {COLORS}, not {color!r}")
+    if not MONTH.match(month):
+        raise ValueError(f"month must look like YYYY-MM, not {month!r}")
+    return f"{color}_tripdata_{month}.parquet"
+
+
+def official_url(base_url: str, color: str, month: str) -> str:
+    """The published file's address."""
+    return f"{base_url}/{file_name(color, month)}"
+
+
+def bucket_key(color: str, month: str) -> str:
+    """Where a month is kept in the data bucket (``make upload-data`` uses the same keys)."""
+    return f"tlc/{color}/{file_name(color, month)}"
+
+
+def read_bytes(location: str, s3=None) -> bytes:
+    """The bytes of a local path, an ``s3://bucket/key`` object or an http(s) URL."""
+    parsed = urlparse(location)
+    try:
+        if parsed.scheme == "s3":
+            return s3.get_object(Bucket=parsed.netloc, Key=parsed.path.lstrip("/"))["Body"].read()
+        if parsed.scheme in ("http", "https"):
+            response = requests.get(location, timeout=60)
+            response.raise_for_status()
+            return response.content
+        return Path(location).read_bytes()
+    except FileNotFoundError as error:
+        raise TripDataError(location, "file not found") from error
+    except IsADirectoryError as error:
+        raise TripDataError(location, "is a directory, not a parquet file") from error
+
+
+def read_parquet(location: str, data: bytes) -> pd.DataFrame:
+    """Parse parquet bytes, turning any parse failure into a TripDataError naming ``location``."""
+    if len(data) == 0:
+        raise TripDataError(location, "file is empty (0 bytes)")
+    try:
+        table = pq.read_table(io.BytesIO(data))
+    except (pa.ArrowException, OSError, ValueError) as error:
+        raise TripDataError(location, f"not a readable parquet file ({error})") from error
+    return table.to_pandas()
+
+
+def validate_trips(raw: pd.DataFrame, source: str) -> TripData:
+    """Check columns, types and values; return the trips with a 1-60 min duration."""
+    trips = normalize_columns(raw)
+    required = [PICKUP, DROPOFF, "PULocationID", "DOLocationID", "trip_distance"]
+    missing = [name for name in required if name not in trips.columns]
+    if missing:
+        shown = ", ".join(map(str, raw.columns[:25]))
+        raise TripDataError(
+            source,
+            f"missing required columns {missing} (expected lpep_/tpep_ pickup and dropoff "
+            f"timestamps, PULocationID, DOLocationID, trip_distance; found: {shown})",
+        )
+    for name in (PICKUP, DROPOFF):
+        if not pd.api.types.is_datetime64_any_dtype(trips[name]):
+            raise TripDataError(
+                source, f"column {name} has type {trips[name].dtype}, expected a timestamp"
+            )
+    for name in ("PULocationID", "DOLocationID", "trip_distance"):
+        if not pd.api.types.is_numeric_dtype(trips[name]) or pd.api.types.is_bool_dtype(
+            trips[name]
+        ):
+            raise TripDataError(
+                source, f"column {name} has type {trips[name].dtype}, expected a number"
+            )
+    if trips.empty:
+        raise TripDataError(source, "has no rows")
+    for name in ("PULocationID", "DOLocationID"):
+        nulls = int(trips[name].isna().sum())
+        if nulls:
+            raise TripDataError(source, f"{nulls} of {len(trips)} rows have no {name}")
+        outside = int((~trips[name].isin(LOCATION_IDS)).sum())
+        if outside:
+            raise TripDataError(
+                source,
+                f"{outside} of {len(trips)} rows have a {name} outside the TLC zones "
+                f"{LOCATION_IDS[0]}-{LOCATION_IDS[-1]}",
+            )
+    kept = filter_duration(add_duration(trips))
+    kept = kept.loc[kept["trip_distance"].notna()].reset_index(drop=True)
+    if kept.empty:
+        raise TripDataError(
+            source,
+            f"none of its {len(trips)} trips lasts {MIN_DURATION_MIN:g}-"
+            f"{MAX_DURATION_MIN:g} minutes (with a trip_distance)",
+        )
+    return TripData(source=source, trips=kept, rows_read=len(trips))
+
+
+def load_trips(location: str, s3=None) -> TripData:
+    """Read and validate one trip-record file from wherever it lives."""
+    return validate_trips(read_parquet(location, read_bytes(location, s3)), location)
+
+
+def object_exists(s3, bucket: str, key: str) -> bool:
+    """True when ``key`` is in ``bucket``."""
+    from botocore.exceptions import ClientError
+
+    try:
+        s3.head_object(Bucket=bucket, Key=key)
+        return True
+    except ClientError as error:
+        if error.response["Error"]["Code"] in {"404", "NoSuchKey", "NotFound"}:
+            return False
+        raise
+
+
+def download(url: str, target: Path, logger: logging.Logger) -> int:
+    """Stream ``url`` to ``target``, logging progress every 10 %; return the byte count."""
+    with requests.get(url, stream=True, timeout=60) as response:
+        if response.status_code == 404 or response.status_code == 403:
+            # TLC's CDN answers 403 for files it has not published (yet).
+            raise TripDataError(url, f"not published (HTTP {response.status_code})")
+        response.raise_for_status()
+        total = int(response.headers.get("Content-Length") or 0)
+        done, next_report = 0, 10
+        with target.open("wb") as out:
+            for chunk in response.iter_content(DOWNLOAD_CHUNK):
+                out.write(chunk)
+                done += len(chunk)
+                if total and done * 100 >= next_report * total:
+                    logger.info("downloading %s: %d%% of %.1f MB", url, next_report, total / 1e6)
+                    next_report += 10
+        if total and done != total:
+            raise TripDataError(url, f"download ended after {done} of {total} bytes")
+        return done
+
+
+def ensure_month_in_bucket(
+    s3, bucket: str, base_url: str, color: str, month: str, logger: logging.Logger
+) -> str:
+    """The month's ``s3://`` URI in the data bucket, downloading it there the first time."""
+    key = bucket_key(color, month)
+    uri = f"s3://{bucket}/{key}"
+    if object_exists(s3, bucket, key):
+        logger.info("%s is in the data bucket", uri)
+        return uri
+    url = official_url(base_url, color, month)
+    logger.info("%s is missing: downloading %s", uri, url)
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / file_name(color, month)
+        size = download(url, local, logger)
+        # Check before storing, so the bucket never caches a broken month.
+        validate_trips(read_parquet(url, local.read_bytes()), url)
+        s3.upload_file(str(local), bucket, key)
+    logger.info("stored %s (%.1f MB)", uri, size / 1e6)
+    return uri
+
+
+def months_before(month: str, count: int) -> list[str]:
+    """``count`` months ending with ``month`` itself, newest first (``YYYY-MM``)."""
+    year, number = map(int, month.split("-"))
+    index = year * 12 + number - 1
+    return [f"{i // 12:04d}-{i % 12 + 1:02d}" for i in range(index, index - count, -1)]
+
+
+def is_published(url: str) -> bool:
+    """True when the TLC CDN serves ``url`` (a HEAD request; 403/404 mean not published)."""
+    response = requests.head(url, timeout=30, allow_redirects=True)
+    if response.status_code in (403, 404):
+        return False
+    response.raise_for_status()
+    return True
+
+
+FILE_NAME = re.compile(r"^(?P<color>green|yellow)_tripdata_(?P<month>\d{4}-\d{2})\.parquet$")
+
+
+def upload_month_file(s3, bucket: str, path: Path) -> str:
+    """Validate a local TLC file and store it under the key the flows look for; return its URI."""
+    match = FILE_NAME.match(path.name)
+    if not match:
+        raise TripDataError(
+            str(path),
+            "name must be {green|yellow}_tripdata_YYYY-MM.parquet, as "
+            "TLC publishes it, so the flows can find it by month",
+        )
+    load_trips(str(path))
+    key = bucket_key(match["color"], match["month"])
+    s3.upload_file(str(path), bucket, key)
+    return f"s3://{bucket}/{key}"

@@ -1,0 +1,37 @@
+"""Scheduled flow: train on the newest published months, then promote if the model is better."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from prefect import flow, get_run_logger, task
+
+from flows.data import bucket_key, is_published, months_before, object_exists, official_url
+from flows.settings import Settings, s3_client
+from flows.train import IO_RETRIES, train
+
+# TLC publishes a month about two months after it ends; look back far enough for late releases.
+LOOKBACK_MONTHS = 8
+
+
+@task(**IO_RETRIES)
+def newest_available_month(color: str, today: str) -> str:
+    """The newest month before ``today`` (YYYY-MM) that is in the data bucket or published."""
+    settings = Settings.from_env()
+    s3 = s3_client(settings.s3_endpoint_url) if settings.data_bucket else None
+    for month in months_before(today, LOOKBACK_MONTHS + 1)[1:]:
+        if s3 and object_exists(s3, settings.data_bucket, bucket_key(color, month)):
+            return month
+        if is_published(official_url(settings.tlc_base_url, color, month)):
+            return month
+    raise RuntimeError(f"no {color} month published in the {LOOKBACK_MONTHS} months before {today}")
+
+
+@flow(name="monthly-training", log_prints=True)
+def monthly_training(color: str = "green", today: str | None = None) -> dict:
+    """Validate on the newest available month, train on the one before it, then promote."""
+    current = today or datetime.now(UTC).strftime("%Y-%m")
+    val_month = newest_available_month(color, current)
+    train_month = months_before(val_month, 2)[1]
+    get_run_logger().info("training on %s %s, validating on %s", color, train_month, val_month)
+    return train(color=color, train_month=train_month, val_month=val_month, promote=True)

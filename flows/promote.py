@@ -1,0 +1,172 @@
+"""Promotion flow: score challenger and champion on the same month, move `champion` if better."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict, dataclass
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from flows.data import TripData
+from flows.model import evaluate
+from flows.registry import CHALLENGER, CHAMPION, crown, decide, version_by_alias
+from flows.settings import Settings
+from flows.train import IO_RETRIES, load, locate_month
+
+
+class NotPromotable(RuntimeError):
+    """The challenger may not be promoted (failed run, missing metrics, ...)."""
+
+
+@dataclass(frozen=True)
+class PromotionResult:
+    """What the promotion flow decided, and on which numbers."""
+
+    model_name: str
+    promoted: bool
+    reason: str
+    challenger_version: str | None
+    champion_version: str | None
+    challenger_rmse: float | None
+    champion_rmse: float | None
+    val_uri: str | None
+
+
+@task(**IO_RETRIES)
+def aliased_versions(model_name: str) -> tuple[ModelVersion | None, ModelVersion | None]:
+    """The versions behind `challenger` and `champion`."""
+    client = MlflowClient()
+    return (
+        version_by_alias(client, model_name, CHALLENGER),
+        version_by_alias(client, model_name, CHAMPION),
+    )
+
+
+@task(**IO_RETRIES)
+def check_promotable(version: ModelVersion) -> None:
+    """Refuse a version whose training run did not finish or logged no rmse."""
+    if not version.run_id:
+        raise NotPromotable(f"version {version.version} has no training run")
+    run = MlflowClient().get_run(version.run_id)
+    if run.info.status != "FINISHED":
+        raise NotPromotable(
+            f"version {version.version}: its run {run.info.run_id} is "
+            f"{run.info.status}, not FINISHED"
+        )
+    if "rmse" not in run.data.metrics:
+        raise NotPromotable(f"version {version.version}: its run {run.info.run_id} logged no rmse")
+
+
+@task(**IO_RETRIES, cache_policy=NO_CACHE)
+def rmse_on(model_name: str, version: ModelVersion, val: TripData) -> float:
+    """Load the registered version as pyfunc and score it on the raw validation records."""
+    model = mlflow.pyfunc.load_model(f"models:/{model_name}/{version.version}")
+    inputs = model.metadata.get_input_schema().input_names()
+    return evaluate(model.predict(val.trips[inputs]), val.trips["duration"])["rmse"]
+
+
+@task(**IO_RETRIES)
+def record(
+    result: PromotionResult, challenger: ModelVersion, champion: ModelVersion | None
+) -> None:
+    """Apply the decision in the registry and leave its reasons on the challenger version."""
+    client = MlflowClient()
+    tags = {
+        "promotion.decision": "promoted" if result.promoted else "rejected",
+        "promotion.reason": result.reason,
+        "promotion.val_uri": result.val_uri or "",
+        "promotion.challenger_rmse": f"{result.challenger_rmse:.4f}",
+        "promotion.champion_rmse": (
+            "" if result.champion_rmse is None else f"{result.champion_rmse:.4f}"
+        ),
+        "promotion.compared_with": str(champion.version) if champion else "",
+    }
+    for key, value in tags.items():
+        client.set_model_version_tag(result.model_name, challenger.version, key, value)
+    if result.promoted:
+        crown(client, result.model_name, challenger, champion, result.reason)
+
+
+def report_markdown(result: PromotionResult) -> str:
+    """The Prefect report of a promotion decision."""
+
+    def fmt(value: float | None) -> str:
+        return "-" if value is None else f"{value:.4f}"
+
+    verdict = "promoted to champion" if result.promoted else "not promoted"
+    return "\n".join(
+        [
+            f"# `{result.model_name}`: challenger v{result.challenger_version} {verdict}",
+            "",
+            f"Reason: {result.reason}. Both scored on `{result.val_uri}`.",
+            "",
+            "| alias | version | rmse (min) |",
+            "| --- | --- | ---: |",
+            f"| challenger | {result.challenger_version} | {fmt(result.challenger_rmse)} |",
+            f"| champion | {result.champion_version or '-'} | {fmt(result.champion_rmse)} |",
+        ]
+    )
+
+
+@flow(name="promote", log_prints=True)
+def promote(
+    model_name: str | None = None,
+    color: str = "green",
+    val_month: str | None = None,
+    val_path: str | None = None,
+) -> dict:
+    """Compare `challenger` with `champion` on one validation month; promote only if better."""
+    logger = get_run_logger()
+    name = model_name or Settings.from_env().model_name
+    challenger, champion = aliased_versions(name)
+    if challenger is None:
+        logger.info("%s has no challenger: nothing to decide", name)
+        return asdict(
+            PromotionResult(
+                name,
+                False,
+                "no challenger",
+                None,
+                str(champion.version) if champion else None,
+                None,
+                None,
+                None,
+            )
+        )
+    check_promotable(challenger)
+    val_location = val_path or (locate_month(color, val_month) if val_month else None)
+    if val_location is None:
+        # Default: the month the challenger was validated on, so the comparison is like for like.
+        val_location = MlflowClient().get_run(challenger.run_id).data.params["val_uri"]
+    val = load(val_location)
+    challenger_rmse = rmse_on(name, challenger, val)
+    champion_rmse = rmse_on(name, champion, val) if champion else None
+    decision = decide(challenger_rmse, champion_rmse)
+    result = PromotionResult(
+        name,
+        decision.promote,
+        decision.reason,
+        str(challenger.version),
+        str(champion.version) if champion else None,
+        challenger_rmse,
+        champion_rmse,
+        val_location,
+    )
+    record(result, challenger, champion)
+    create_markdown_artifact(
+        report_markdown(result), key="promotion-report", description=f"{name}: {decision.reason}"
+    )
+    print(
+        f"{name} v{challenger.version}: {'promoted' if decision.promote else 'kept out'} "
+        f"({decision.reason})"
+    )
+    return asdict(result)
+
+
+if __name__ == "__main__":
+    print(promote(*sys.argv[1:2]))
