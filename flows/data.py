@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import io
 import logging
 import re
@@ -46,10 +48,17 @@ class TripData:
     source: str
     trips: pd.DataFrame
     rows_read: int
+    timestamp_prefix: str = "lpep_"
+    digest: str = ""  # sha256 of the file's bytes: which copy of a month a model saw
 
     @property
     def rows_kept(self) -> int:
         return len(self.trips)
+
+    def as_raw(self) -> pd.DataFrame:
+        """The kept trips under the file's own column names (what a served model receives)."""
+        prefix = self.timestamp_prefix
+        return self.trips.rename(columns={PICKUP: prefix + PICKUP, DROPOFF: prefix + DROPOFF})
 
 
 def file_name(color: str, month: str) -> str:
@@ -102,6 +111,7 @@ def read_parquet(location: str, data: bytes) -> pd.DataFrame:
 def validate_trips(raw: pd.DataFrame, source: str) -> TripData:
     """Check columns, types and values; return the trips with a 1-60 min duration."""
     trips = normalize_columns(raw)
+    prefix = next((c[: -len(PICKUP)] for c in raw.columns if str(c).endswith(PICKUP)), "lpep_")
     required = [PICKUP, DROPOFF, "PULocationID", "DOLocationID", "trip_distance"]
     missing = [name for name in required if name not in trips.columns]
     if missing:
@@ -144,12 +154,14 @@ def validate_trips(raw: pd.DataFrame, source: str) -> TripData:
             f"none of its {len(trips)} trips lasts {MIN_DURATION_MIN:g}-"
             f"{MAX_DURATION_MIN:g} minutes (with a trip_distance)",
         )
-    return TripData(source=source, trips=kept, rows_read=len(trips))
+    return TripData(source=source, trips=kept, rows_read=len(trips), timestamp_prefix=prefix)
 
 
 def load_trips(location: str, s3=None) -> TripData:
     """Read and validate one trip-record file from wherever it lives."""
-    return validate_trips(read_parquet(location, read_bytes(location, s3)), location)
+    data = read_bytes(location, s3)
+    checked = validate_trips(read_parquet(location, data), location)
+    return dataclasses.replace(checked, digest=hashlib.sha256(data).hexdigest())
 
 
 def object_exists(s3, bucket: str, key: str) -> bool:

@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 from prefect import flow, get_run_logger, task
 
 from flows.data import bucket_key, is_published, months_before, object_exists, official_url
+from flows.retry import IO_RETRIES
 from flows.settings import Settings, s3_client
-from flows.train import IO_RETRIES, train
+from flows.train import train
 
 # TLC publishes a month about two months after it ends; look back far enough for late releases.
 LOOKBACK_MONTHS = 8

@@ -10,17 +10,13 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NO_CACHE
 
 from flows.data import TripData
 from flows.model import evaluate
-from flows.registry import CHALLENGER, CHAMPION, crown, decide, version_by_alias
+from flows.registry import CHALLENGER, CHAMPION, NotPromotable, crown, decide, version_by_alias
+from flows.retry import IO_RETRIES
 from flows.settings import Settings
-from flows.train import IO_RETRIES, load, locate_month
-
-
-class NotPromotable(RuntimeError):
-    """The challenger may not be promoted (failed run, missing metrics, ...)."""
+from flows.train import load, locate_month
 
 
 @dataclass(frozen=True)
@@ -62,12 +58,12 @@ def check_promotable(version: ModelVersion) -> None:
         raise NotPromotable(f"version {version.version}: its run {run.info.run_id} logged no rmse")
 
 
-@task(**IO_RETRIES, cache_policy=NO_CACHE)
+@task(**IO_RETRIES)
 def rmse_on(model_name: str, version: ModelVersion, val: TripData) -> float:
     """Load the registered version as pyfunc and score it on the raw validation records."""
     model = mlflow.pyfunc.load_model(f"models:/{model_name}/{version.version}")
     inputs = model.metadata.get_input_schema().input_names()
-    return evaluate(model.predict(val.trips[inputs]), val.trips["duration"])["rmse"]
+    return evaluate(model.predict(val.as_raw()[inputs]), val.trips["duration"])["rmse"]
 
 
 @task(**IO_RETRIES)

@@ -16,6 +16,10 @@ from mlflow.exceptions import MlflowException
 CHAMPION, CHALLENGER = "champion", "challenger"
 
 
+class NotPromotable(RuntimeError):
+    """The challenger may not be promoted (failed run, missing metrics, ...)."""
+
+
 def version_by_alias(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
     """The version behind ``alias``, or None when the alias (or the model) does not exist."""
     try:

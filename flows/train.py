@@ -6,29 +6,32 @@ import argparse
 import os
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import mlflow
 import pandas as pd
 from mlflow import MlflowClient
+from mlflow.data.dataset_source_registry import resolve_dataset_source
+from mlflow.data.meta_dataset import MetaDataset
 from mlflow.models import infer_signature
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.tasks import exponential_backoff
 
 from flows import plots
 from flows.data import TripData, ensure_month_in_bucket, load_trips
 from flows.features import model_input_columns
 from flows.model import DEFAULT_PARAMS, TripDurationRegressor, evaluate, train_model
 from flows.registry import register_challenger
+from flows.retry import IO_RETRIES
 from flows.settings import Settings, s3_client
 
 FLOWS_DIR = Path(__file__).resolve().parent
 SERVING_PACKAGES = ("mlflow", "xgboost", "pandas", "numpy", "scikit-learn", "pyarrow")
-IO_RETRIES = {"retries": 3, "retry_delay_seconds": exponential_backoff(backoff_factor=5)}
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,7 @@ def locate_month(color: str, month: str) -> str:
     )
 
 
-@task(**IO_RETRIES, cache_policy=NO_CACHE)
+@task(**IO_RETRIES)
 def load(location: str) -> TripData:
     """Read and validate one file; a TripDataError (bad data) is not retried."""
     settings = Settings.from_env()
@@ -108,6 +111,17 @@ def prefect_tags() -> dict[str, str]:
     return {k: v for k, v in tags.items() if v}
 
 
+def dataset_reference(data: TripData) -> MetaDataset:
+    """The file a run used, named by URI and content hash (cheap, unlike a profiled frame)."""
+    with warnings.catch_warnings():
+        # A local path matches several of MLflow's source types; the choice does not matter here.
+        warnings.simplefilter("ignore", UserWarning)
+        source = resolve_dataset_source(data.source)
+    return MetaDataset(
+        source=source, name=Path(urlparse(data.source).path).name, digest=data.digest[:16]
+    )
+
+
 def serving_requirements() -> list[str]:
     """Pinned packages a loaded model needs. Listing them skips MLflow's inference, which loads
     the model in a subprocess and costs more than training it (~7 s of a ~10 s run)."""
@@ -144,10 +158,7 @@ def log_run(
             }
         )
         for data, context in ((train, "training"), (val, "validation")):
-            mlflow.log_input(
-                mlflow.data.from_pandas(data.trips, source=data.source, targets="duration"),
-                context=context,
-            )
+            mlflow.log_input(dataset_reference(data), context=context)
             mlflow.log_metrics(
                 {f"{context}_rows_read": data.rows_read, f"{context}_rows_kept": data.rows_kept}
             )
@@ -159,7 +170,8 @@ def log_run(
             (plots.residuals_by_duration(predicted, actual), "residuals_by_duration.png"),
         ):
             mlflow.log_figure(figure, f"plots/{name}")
-        raw_example = val.trips[model_input_columns(val.trips)].head(5)
+        raw_records = val.as_raw()
+        raw_example = raw_records[model_input_columns(raw_records)].head(5)
         info = mlflow.xgboost.log_model(
             model,
             name="model",

@@ -75,3 +75,38 @@ def tracking(mlflow_server, monkeypatch) -> str:
 def unique_name() -> str:
     """A name no other test uses, for experiments and registered models."""
     return f"test-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def prefect_api(prefect_server):
+    """Run this test's flows against the Prefect server."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: prefect_server.api_url}):
+        yield prefect_server.api_url
+
+
+@pytest.fixture(scope="session")
+def tlc_site():
+    """The TLC copies served over HTTP on 127.0.0.1, like the official CDN; counts GETs."""
+    import functools
+    import http.server
+    import threading
+
+    hits: list[str] = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's naming)
+            hits.append(self.path)
+            super().do_GET()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Handler, directory=str(TLC_DATA))
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", hits
+    server.shutdown()

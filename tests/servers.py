@@ -261,7 +261,12 @@ class MlflowServer:
 def start_mlflow(backend_uri: str, s3: S3Server, bucket: str, workdir: Path) -> MlflowServer:
     """Start the tracking server the way docker-compose.yml does, on a free local port."""
     port = free_port()
-    env = {**os.environ, **s3.env(), "MLFLOW_BACKEND_STORE_URI": backend_uri}
+    env = {
+        **os.environ,
+        **s3.env(),
+        "MLFLOW_BACKEND_STORE_URI": backend_uri,
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+    }  # as in docker-compose.yml
     cmd = [
         str(Path(sys.executable).parent / "mlflow"),
         "server",

@@ -24,8 +24,9 @@ def model(months):
 
 def test_beats_the_mean_duration_baseline_by_a_wide_margin(model, months):
     train, val = months
-    baseline = evaluate(np.full(len(val.trips), train.trips["duration"].mean()),
-                        val.trips["duration"])
+    baseline = evaluate(
+        np.full(len(val.trips), train.trips["duration"].mean()), val.trips["duration"]
+    )
     ours = evaluate(model.predict(val.trips), val.trips["duration"])
     assert ours["rmse"] < 0.6 * baseline["rmse"]
     assert ours["r2"] > 0.6
@@ -38,8 +39,9 @@ def test_column_order_does_not_change_predictions(model, months):
 
 
 def test_yellow_and_green_names_predict_the_same(model, months):
-    raw = months[1].trips.head(200)[["pickup_datetime", "PULocationID", "DOLocationID",
-                                     "trip_distance"]]
+    raw = months[1].trips.head(200)[
+        ["pickup_datetime", "PULocationID", "DOLocationID", "trip_distance"]
+    ]
     green = raw.rename(columns={"pickup_datetime": "lpep_pickup_datetime"})
     yellow = raw.rename(columns={"pickup_datetime": "tpep_pickup_datetime"})
     np.testing.assert_array_equal(model.predict(green), model.predict(yellow))

@@ -48,7 +48,7 @@ def test_not_parquet(tmp_path):
 
 def test_truncated(tmp_path):
     path = tmp_path / "cut.parquet"
-    path.write_bytes(GOOD.read_bytes()[: 300_000])
+    path.write_bytes(GOOD.read_bytes()[:300_000])
     expect_error(str(path), "not a readable parquet file")
 
 
@@ -63,14 +63,16 @@ def test_missing_file(tmp_path):
 
 
 def test_missing_column(sample, tmp_path):
-    expect_error(write(sample.drop(columns=["trip_distance"]), tmp_path / "m.parquet"),
-                 "missing required columns", "trip_distance")
+    expect_error(
+        write(sample.drop(columns=["trip_distance"]), tmp_path / "m.parquet"),
+        "missing required columns",
+        "trip_distance",
+    )
 
 
 def test_renamed_column(sample, tmp_path):
     renamed = sample.rename(columns={"PULocationID": "pickup_zone"})
-    expect_error(write(renamed, tmp_path / "r.parquet"), "missing required columns",
-                 "PULocationID")
+    expect_error(write(renamed, tmp_path / "r.parquet"), "missing required columns", "PULocationID")
 
 
 def test_timestamp_stored_as_text(sample, tmp_path):
@@ -101,13 +103,18 @@ def test_null_locations(sample, tmp_path):
 def test_zone_outside_tlc_range(sample, tmp_path):
     broken = sample.copy()
     broken.loc[broken.index[:3], "DOLocationID"] = 999
-    expect_error(write(broken, tmp_path / "zone.parquet"), "3 of 2000 rows", "DOLocationID",
-                 "1-265")
+    expect_error(
+        write(broken, tmp_path / "zone.parquet"), "3 of 2000 rows", "DOLocationID", "1-265"
+    )
 
 
 def test_yellow_column_names_are_accepted(sample, tmp_path):
-    yellow = sample.rename(columns={"lpep_pickup_datetime": "tpep_pickup_datetime",
-                                    "lpep_dropoff_datetime": "tpep_dropoff_datetime"})
+    yellow = sample.rename(
+        columns={
+            "lpep_pickup_datetime": "tpep_pickup_datetime",
+            "lpep_dropoff_datetime": "tpep_dropoff_datetime",
+        }
+    )
     data = load_trips(write(yellow, tmp_path / "yellow.parquet"))
     green = load_trips(write(sample, tmp_path / "green.parquet"))
     assert data.rows_kept == green.rows_kept > 1800

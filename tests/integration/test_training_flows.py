@@ -1,0 +1,172 @@
+"""The training and promotion flows against real MLflow, Prefect and S3 servers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+from prefect.client.orchestration import get_client
+
+from flows.data import TripDataError
+from flows.promote import NotPromotable, promote
+from flows.train import train
+from tests.conftest import TLC_DATA
+
+pytestmark = pytest.mark.integration
+
+JAN, FEB = (str(TLC_DATA / f"green_tripdata_2021-0{m}.parquet") for m in (1, 2))
+WEAK = {"n_estimators": 3, "max_depth": 2}  # a deliberately poor model, to test promotion
+
+
+@pytest.fixture
+def flow_env(prefect_api, tracking, s3, unique_name, monkeypatch):
+    """Settings a worker would have: tracking URI, data bucket, names unique to the test."""
+    bucket = f"data-{unique_name}"
+    s3.client().create_bucket(Bucket=bucket)
+    for key, value in s3.env().items():
+        if key != "MLFLOW_S3_ENDPOINT_URL":
+            monkeypatch.setenv(key, value)
+    monkeypatch.setenv("DATA_BUCKET", bucket)
+    monkeypatch.setenv("MODEL_NAME", unique_name)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", unique_name)
+    return unique_name
+
+
+def test_train_logs_registers_and_serves_from_raw_records(flow_env):
+    name = flow_env
+    result = train(train_path=JAN, val_path=FEB)
+    client = MlflowClient()
+    run = client.get_run(result["run_id"])
+
+    assert result["rmse"] < 6.10 and run.data.metrics["rmse"] == pytest.approx(result["rmse"])
+    assert {"mae", "r2", "training_rows_kept", "validation_rows_kept"} <= set(run.data.metrics)
+    assert run.data.params["train_uri"] == JAN and run.data.params["val_uri"] == FEB
+    assert run.data.tags["prefect.flow_run_id"]
+    sources = {json.loads(i.dataset.source)["uri"] for i in run.inputs.dataset_inputs}
+    assert sources == {JAN, FEB}
+    plots = {a.path for a in client.list_artifacts(result["run_id"], "plots")}
+    assert plots == {
+        "plots/feature_importance.png",
+        "plots/predicted_vs_actual.png",
+        "plots/residuals_by_duration.png",
+    }
+
+    version = client.get_model_version_by_alias(name, "challenger")
+    assert version.version == result["version"] and version.run_id == result["run_id"]
+
+    raw = pd.read_parquet(FEB).head(50)  # straight from the file: no preprocessing here
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{name}@challenger")
+    booster_model = mlflow.xgboost.load_model(f"models:/{name}@challenger")
+    inputs = pyfunc.metadata.get_input_schema().input_names()
+    from_pyfunc = pyfunc.predict(raw[inputs])
+    assert np.all((from_pyfunc > 0) & (from_pyfunc < 90))
+    np.testing.assert_allclose(from_pyfunc, booster_model.predict(raw), rtol=1e-6)
+
+
+def test_flow_run_leaves_a_report_linking_to_mlflow(flow_env):
+    result = train(train_path=JAN, val_path=FEB)
+
+    async def report_for(run_id):
+        async with get_client() as client:
+            from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+            found = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["train-report"]))
+            )
+            return [a.data for a in found if run_id in (a.data or "")]
+
+    reports = asyncio.run(report_for(result["run_id"]))
+    assert len(reports) == 1 and "| rmse (min) |" in reports[0]
+
+
+def test_promotion_both_ways(flow_env):
+    """First version becomes champion; a better one replaces it; a worse one does not."""
+    name = flow_env
+    client = MlflowClient()
+    weak = train(train_path=JAN, val_path=FEB, params=WEAK, promote=True)
+    assert weak["champion"] is True and "no champion" in weak["promotion_reason"]
+
+    strong = train(train_path=JAN, val_path=FEB, promote=True)
+    assert strong["champion"] is True
+    assert client.get_model_version_by_alias(name, "champion").version == strong["version"]
+    archived = client.get_model_version(name, weak["version"])
+    assert archived.tags["stage"] == "archived" and not archived.aliases
+
+    worse = train(train_path=JAN, val_path=FEB, params=WEAK, promote=True)
+    assert worse["champion"] is False
+    assert client.get_model_version_by_alias(name, "champion").version == strong["version"]
+    rejected = client.get_model_version(name, worse["version"])
+    assert rejected.tags["promotion.decision"] == "rejected"
+    assert rejected.tags["promotion.compared_with"] == strong["version"]
+
+    champion = mlflow.pyfunc.load_model(f"models:/{name}@champion")
+    raw = pd.read_parquet(FEB).head(10)
+    assert len(champion.predict(raw[champion.metadata.get_input_schema().input_names()])) == 10
+
+
+def test_promotion_compares_on_an_explicit_month(flow_env):
+    train(train_path=JAN, val_path=FEB, promote=True)
+    challenger = train(train_path=FEB, val_path=JAN)
+    decision = promote(val_path=str(TLC_DATA / "green_tripdata_2023-01.parquet"))
+    assert decision["challenger_version"] == challenger["version"]
+    assert decision["val_uri"].endswith("green_tripdata_2023-01.parquet")
+    assert decision["champion_rmse"] is not None
+
+
+def test_failed_run_is_never_promoted(flow_env):
+    name = flow_env
+    good = train(train_path=JAN, val_path=FEB, promote=True)
+    client = MlflowClient()
+    # A version whose run failed: registered by hand, as a broken pipeline might leave it.
+    with mlflow.start_run() as run:
+        model = mlflow.xgboost.load_model(f"models:/{name}/{good['version']}")
+        mlflow.xgboost.log_model(model, name="model")
+    client.set_terminated(run.info.run_id, "FAILED")
+    bad = mlflow.register_model(f"runs:/{run.info.run_id}/model", name)
+    client.set_registered_model_alias(name, "challenger", bad.version)
+    with pytest.raises(NotPromotable, match="FAILED"):
+        promote()
+    assert client.get_model_version_by_alias(name, "champion").version == good["version"]
+
+
+def test_bad_data_stops_the_flow_before_anything_is_registered(flow_env, tmp_path):
+    name = flow_env
+    broken = tmp_path / "green_tripdata_2021-01.parquet"
+    pd.read_parquet(JAN).drop(columns=["DOLocationID"]).to_parquet(broken)
+    with pytest.raises(TripDataError, match=f"{broken}: missing required columns"):
+        train(train_path=str(broken), val_path=FEB, promote=True)
+    assert MlflowClient().search_registered_models(f"name='{name}'") == []
+    experiment = mlflow.get_experiment_by_name(name)
+    assert experiment is None or mlflow.search_runs([experiment.experiment_id]).empty
+
+
+def test_months_are_fetched_once_into_the_bucket(flow_env, tlc_site, s3, monkeypatch):
+    """First use downloads from the (local copy of the) TLC site; later runs read the bucket."""
+    base_url, hits = tlc_site
+    monkeypatch.setenv("TLC_BASE_URL", base_url)
+    first = train(train_month="2021-01", val_month="2021-02")
+    fetched = [h for h in hits if h.endswith(("2021-01.parquet", "2021-02.parquet"))]
+    assert len(fetched) == 2
+    bucket = f"data-{flow_env}"
+    keys = {o["Key"] for o in s3.client().list_objects_v2(Bucket=bucket)["Contents"]}
+    assert keys == {
+        "tlc/green/green_tripdata_2021-01.parquet",
+        "tlc/green/green_tripdata_2021-02.parquet",
+    }
+    second = train(train_month="2021-01", val_month="2021-02")
+    assert len([h for h in hits if h.endswith(("2021-01.parquet", "2021-02.parquet"))]) == 2
+    assert MlflowClient().get_run(second["run_id"]).data.params["train_uri"] == (
+        f"s3://{bucket}/tlc/green/green_tripdata_2021-01.parquet"
+    )
+    assert first["rmse"] == pytest.approx(second["rmse"])
+
+
+def test_unpublished_month_fails_clearly(flow_env, tlc_site, monkeypatch):
+    monkeypatch.setenv("TLC_BASE_URL", tlc_site[0])
+    with pytest.raises(TripDataError, match="green_tripdata_2030-01.parquet: not published"):
+        train.with_options(retries=0)(train_month="2030-01", val_month="2021-02")
