@@ -86,6 +86,9 @@ def record(
         client.set_model_version_tag(result.model_name, challenger.version, key, value)
     if result.promoted:
         crown(client, result.model_name, challenger, champion, result.reason)
+    else:
+        client.update_model_version(result.model_name, challenger.version,
+                                    description=f"Not promoted: {result.reason}.")
 
 
 def report_markdown(result: PromotionResult) -> str:
