@@ -40,15 +40,17 @@ class Stack:
             **kwargs,
         )
 
-    def make(self, target: str) -> subprocess.CompletedProcess:
+    def make(self, target: str, *variables: str) -> subprocess.CompletedProcess:
         """Run a Makefile target against this stack, as a user would."""
-        return subprocess.run(
-            ["make", target, f"ENV_FILE={self.env_file}"],
+        result = subprocess.run(
+            ["make", target, f"ENV_FILE={self.env_file}", *variables],
             cwd=REPO_ROOT,
-            check=True,
             text=True,
             capture_output=True,
         )
+        output = f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        assert result.returncode == 0, f"make {target} failed:\n{output}"
+        return result
 
     def exec_python(self, service: str, code: str) -> str:
         """Run Python code inside a service's container; return its output."""
