@@ -58,3 +58,8 @@ def residuals_by_duration(predicted: np.ndarray, actual: pd.Series) -> Figure:
     )
     fig.tight_layout()
     return fig
+
+
+def close(figure: Figure) -> None:
+    """Release a figure that pyplot still tracks."""
+    plt.close(figure)

@@ -170,6 +170,7 @@ def log_run(
             (plots.residuals_by_duration(predicted, actual), "residuals_by_duration.png"),
         ):
             mlflow.log_figure(figure, f"plots/{name}")
+            plots.close(figure)  # workers run many flows: pyplot would keep every figure alive
         raw_records = val.as_raw()
         raw_example = raw_records[model_input_columns(raw_records)].head(5)
         info = mlflow.xgboost.log_model(
