@@ -87,8 +87,9 @@ def record(
     if result.promoted:
         crown(client, result.model_name, challenger, champion, result.reason)
     else:
-        client.update_model_version(result.model_name, challenger.version,
-                                    description=f"Not promoted: {result.reason}.")
+        client.update_model_version(
+            result.model_name, challenger.version, description=f"Not promoted: {result.reason}."
+        )
 
 
 def report_markdown(result: PromotionResult) -> str:
