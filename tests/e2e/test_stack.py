@@ -75,6 +75,18 @@ def test_host_client_with_only_the_url_round_trips_artifacts(stack, tmp_path, mo
     assert objects[key] == len(payload)
 
 
+def test_uis_are_served_to_the_host(stack):
+    """Both UIs answer a browser, and Prefect's tells it the host-side API address."""
+    base = stack.prefect_api_url.removesuffix("/api")
+    settings = requests.get(f"{base}/ui-settings", timeout=10).json()
+    assert settings["available_uis"], settings
+    assert settings["api_url"] == f"http://localhost:{stack.env()['PREFECT_PORT']}/api"
+    page = requests.get(f"{base}/", headers={"Accept": "text/html"}, timeout=10)
+    assert page.status_code == 200 and "<html" in page.text.lower()
+    mlflow_page = requests.get(stack.mlflow_url, timeout=10)
+    assert mlflow_page.status_code == 200 and "<html" in mlflow_page.text.lower()
+
+
 def test_worker_reaches_services_by_name(stack):
     out = stack.exec_python(
         "worker",
