@@ -92,6 +92,17 @@ def record(
         )
 
 
+def trained_on_note(val_location: str, *versions: ModelVersion | None) -> str:
+    """A warning when a compared version was trained on the validation data (an unfair test)."""
+    client = MlflowClient()
+    seen = [
+        str(v.version)
+        for v in versions
+        if v is not None and client.get_run(v.run_id).data.params.get("train_uri") == val_location
+    ]
+    return f" (warning: v{', v'.join(seen)} trained on this data)" if seen else ""
+
+
 def report_markdown(result: PromotionResult) -> str:
     """The Prefect report of a promotion decision."""
 
@@ -147,10 +158,11 @@ def promote(
     challenger_rmse = rmse_on(name, challenger, val)
     champion_rmse = rmse_on(name, champion, val) if champion else None
     decision = decide(challenger_rmse, champion_rmse)
+    reason = decision.reason + trained_on_note(val_location, challenger, champion)
     result = PromotionResult(
         name,
         decision.promote,
-        decision.reason,
+        reason,
         str(challenger.version),
         str(champion.version) if champion else None,
         challenger_rmse,

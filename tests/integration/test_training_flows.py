@@ -116,6 +116,14 @@ def test_promotion_compares_on_an_explicit_month(flow_env):
     assert decision["challenger_version"] == challenger["version"]
     assert decision["val_uri"].endswith("green_tripdata_2023-01.parquet")
     assert decision["champion_rmse"] is not None
+    assert "trained on this data" not in decision["reason"]
+
+
+def test_promotion_warns_when_a_model_was_trained_on_the_validation_month(flow_env):
+    first = train(train_path=JAN, val_path=FEB, promote=True)
+    train(train_path=FEB, val_path=JAN)
+    decision = promote()  # the challenger's own validation month: the champion's training data
+    assert f"warning: v{first['version']} trained on this data" in decision["reason"]
 
 
 def test_failed_run_is_never_promoted(flow_env):
