@@ -10,6 +10,10 @@ COLOR ?= green
 TRAIN_MONTH ?=
 VAL_MONTH ?=
 FILES ?=
+NAME ?=
+EXPERIMENT ?=
+MODEL ?=
+PERMISSION ?= EDIT
 
 .PHONY: help
 help: ## List the targets
@@ -48,6 +52,22 @@ train: docker-check ## Train on the worker and promote if better: TRAIN_MONTH=20
 	@test -n "$(TRAIN_MONTH)" -a -n "$(VAL_MONTH)" || { echo 'usage: make train TRAIN_MONTH=YYYY-MM VAL_MONTH=YYYY-MM [COLOR=green]' >&2; exit 2; }
 	$(COMPOSE) exec -T worker python -m flows.cli train --color $(COLOR) \
 		--train-month $(TRAIN_MONTH) --val-month $(VAL_MONTH)
+
+.PHONY: user
+user: docker-check ## Create a teammate's MLflow account and print its password once: NAME=alice
+	@test -n "$(NAME)" || { echo 'usage: make user NAME=<username>' >&2; exit 2; }
+	@$(COMPOSE) run --rm --no-deps mlflow-users python infra/mlflow/users.py create "$(NAME)"
+
+.PHONY: grant
+grant: docker-check ## Let a user write to an experiment or model: NAME=alice EXPERIMENT=taxi-trip-duration [PERMISSION=EDIT]
+	@test -n "$(NAME)" -a -n "$(EXPERIMENT)$(MODEL)" || { echo 'usage: make grant NAME=<user> EXPERIMENT=<name> | MODEL=<name> [PERMISSION=READ|EDIT|MANAGE]' >&2; exit 2; }
+	@$(COMPOSE) run --rm --no-deps mlflow-users python infra/mlflow/users.py grant "$(NAME)" \
+		$(if $(EXPERIMENT),--experiment "$(EXPERIMENT)",--model "$(MODEL)") --permission $(PERMISSION)
+
+.PHONY: user-delete
+user-delete: docker-check ## Delete a teammate's MLflow account: NAME=alice
+	@test -n "$(NAME)" || { echo 'usage: make user-delete NAME=<username>' >&2; exit 2; }
+	@$(COMPOSE) run --rm --no-deps mlflow-users python infra/mlflow/users.py delete "$(NAME)"
 
 .PHONY: down
 down: ## Stop the services; data volumes are kept

@@ -15,6 +15,8 @@ def secret_for(key: str) -> str:
     """A random value suited to ``key``: URL-safe, so it fits in connection URLs unescaped."""
     if key.endswith("ACCESS_KEY_ID"):
         return "platform-" + secrets.token_hex(8)  # MinIO wants a user name of >= 3 characters
+    if key.endswith("AUTH_STRING"):
+        return "admin:" + secrets.token_urlsafe(32)  # Prefect's basic-auth "user:password"
     return secrets.token_urlsafe(32)
 
 

@@ -16,4 +16,10 @@ SQL
 }
 
 create_database "${MLFLOW_DB_USER:?}" "${MLFLOW_DB_PASSWORD:?}"
+# MLflow's basic-auth app keeps users and permissions in a database of its own, same owner.
+psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" \
+     -v name="${MLFLOW_DB_USER}_auth" -v owner="$MLFLOW_DB_USER" <<'SQL'
+SELECT format('CREATE DATABASE %I OWNER %I', :'name', :'owner') \gexec
+SELECT format('REVOKE ALL ON DATABASE %I FROM PUBLIC', :'name') \gexec
+SQL
 create_database "${PREFECT_DB_USER:?}" "${PREFECT_DB_PASSWORD:?}"

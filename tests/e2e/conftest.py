@@ -56,6 +56,29 @@ class Stack:
         """Run Python code inside a service's container; return its output."""
         return self.compose("exec", "-T", service, "python", "-c", code).stdout
 
+    @property
+    def prefect_auth(self) -> tuple[str, str]:
+        """(user, password) of the Prefect API's basic auth."""
+        user, password = self.env()["PREFECT_API_AUTH_STRING"].split(":", 1)
+        return user, password
+
+    def use_mlflow_as(self, monkeypatch, username: str, password: str) -> None:
+        """Point this process's MLflow client at the stack as ``username``, with no S3 settings."""
+        import mlflow
+
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "MLFLOW_S3_ENDPOINT_URL"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", self.mlflow_url)
+        monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", username)
+        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password)
+        monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+        mlflow.set_tracking_uri(self.mlflow_url)
+
+    def use_mlflow_as_admin(self, monkeypatch) -> None:
+        """The MLflow client as the stack's admin."""
+        env = self.env()
+        self.use_mlflow_as(monkeypatch, env["MLFLOW_ADMIN_USERNAME"], env["MLFLOW_ADMIN_PASSWORD"])
+
     def env(self) -> dict[str, str]:
         """The generated settings."""
         return dict(

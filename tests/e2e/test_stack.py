@@ -42,14 +42,11 @@ def test_only_mlflow_and_prefect_are_published(stack):
 
 def test_host_client_with_only_the_url_round_trips_artifacts(stack, tmp_path, monkeypatch):
     """From the host: log a run and a file above the multipart thresholds, read it back."""
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "MLFLOW_S3_ENDPOINT_URL"):
-        monkeypatch.delenv(name, raising=False)
+    stack.use_mlflow_as_admin(monkeypatch)
     # Thresholds lowered so a server that offered presigned URLs (pointing at minio:9000, which
     # the host cannot resolve) would make this test fail instead of passing on a small file.
     monkeypatch.setenv("MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE", str(1024 * 1024))
     monkeypatch.setenv("MLFLOW_MULTIPART_DOWNLOAD_MINIMUM_FILE_SIZE", str(1024 * 1024))
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
-    mlflow.set_tracking_uri(stack.mlflow_url)
     payload = os.urandom(8 * 1024 * 1024)
     (tmp_path / "blob.bin").write_bytes(payload)
     mlflow.set_experiment("e2e-host-client")
@@ -80,24 +77,38 @@ def test_uis_are_served_to_the_host(stack):
     base = stack.prefect_api_url.removesuffix("/api")
     settings = requests.get(f"{base}/ui-settings", timeout=10).json()
     assert settings["available_uis"], settings
+    assert settings["auth"] == "BASIC"  # the UI asks for the auth string
     assert settings["api_url"] == f"http://localhost:{stack.env()['PREFECT_PORT']}/api"
     page = requests.get(f"{base}/", headers={"Accept": "text/html"}, timeout=10)
     assert page.status_code == 200 and "<html" in page.text.lower()
-    mlflow_page = requests.get(stack.mlflow_url, timeout=10)
+    anonymous = requests.get(stack.mlflow_url, timeout=10)
+    assert anonymous.status_code == 401 and "Basic" in anonymous.headers["WWW-Authenticate"]
+    env = stack.env()
+    admin = (env["MLFLOW_ADMIN_USERNAME"], env["MLFLOW_ADMIN_PASSWORD"])
+    mlflow_page = requests.get(stack.mlflow_url, auth=admin, timeout=10)
     assert mlflow_page.status_code == 200 and "<html" in mlflow_page.text.lower()
 
 
+WORKER_PROBE = """
+import asyncio
+import mlflow
+from prefect.client.orchestration import get_client
+
+
+async def work_pool_names():
+    async with get_client() as client:
+        return [pool.name for pool in await client.read_work_pools()]
+
+
+print(mlflow.get_tracking_uri(), len(mlflow.search_experiments()) >= 1)
+print(",".join(asyncio.run(work_pool_names())))
+"""
+
+
 def test_worker_reaches_services_by_name(stack):
-    out = stack.exec_python(
-        "worker",
-        (
-            "import urllib.request as u, json;"
-            "print(u.urlopen('http://prefect-server:4200/api/health', timeout=10).read().decode());"
-            "r = u.urlopen('http://mlflow:5000/api/2.0/mlflow/experiments/search?max_results=5',"
-            " timeout=10); print(r.status)"
-        ),
-    )
-    assert out.split() == ["true", "200"]
+    """From inside the worker, by service name, with the worker's own credentials."""
+    lines = stack.exec_python("worker", WORKER_PROBE).split()
+    assert lines == ["http://mlflow:5000", "True", stack.env()["WORK_POOL"]]
 
 
 def test_deployed_flow_runs_on_the_online_worker(stack):
@@ -105,7 +116,9 @@ def test_deployed_flow_runs_on_the_online_worker(stack):
     stack.make("deploy")
     api = stack.prefect_api_url
     pool = stack.env()["WORK_POOL"]
-    workers = requests.post(f"{api}/work_pools/{pool}/workers/filter", json={}, timeout=10).json()
+    workers = requests.post(
+        f"{api}/work_pools/{pool}/workers/filter", json={}, auth=stack.prefect_auth, timeout=10
+    ).json()
     assert [w["status"] for w in workers] == ["ONLINE"]
 
     run = subprocess.run(
@@ -122,7 +135,11 @@ def test_deployed_flow_runs_on_the_online_worker(stack):
             "300",
         ],
         cwd=REPO_ROOT,
-        env={**os.environ, "PREFECT_API_URL": api},
+        env={
+            **os.environ,
+            "PREFECT_API_URL": api,
+            "PREFECT_API_AUTH_STRING": stack.env()["PREFECT_API_AUTH_STRING"],
+        },
         capture_output=True,
         text=True,
         timeout=400,
@@ -131,6 +148,7 @@ def test_deployed_flow_runs_on_the_online_worker(stack):
     flow_runs = requests.post(
         f"{api}/flow_runs/filter",
         json={"deployments": {"name": {"any_": ["platform-check"]}}},
+        auth=stack.prefect_auth,
         timeout=10,
     ).json()
     assert [r["state_type"] for r in flow_runs] == ["COMPLETED"]

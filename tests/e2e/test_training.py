@@ -33,9 +33,7 @@ def test_make_train_on_the_worker_produces_a_champion(stack, monkeypatch):
     assert f"http://localhost:{mlflow_port}/#/experiments/" in report["MLflow run"]
 
     # A teammate on the host, with nothing but the tracking URL, loads and uses the champion.
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "MLFLOW_S3_ENDPOINT_URL"):
-        monkeypatch.delenv(name, raising=False)
-    mlflow.set_tracking_uri(stack.mlflow_url)
+    stack.use_mlflow_as_admin(monkeypatch)
     champion = mlflow.pyfunc.load_model("models:/taxi-trip-duration@champion")
     raw = pd.read_parquet(TLC_DATA / "green_tripdata_2021-02.parquet").head(20)
     minutes = champion.predict(raw[champion.metadata.get_input_schema().input_names()])

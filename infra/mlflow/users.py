@@ -1,0 +1,101 @@
+"""MLflow accounts: the worker's (kept in step with .env) and teammates' (`make user`)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import sys
+
+from mlflow.exceptions import MlflowException
+from mlflow.server import get_app_client
+
+
+def auth_client():
+    """The basic-auth admin client; credentials come from MLFLOW_TRACKING_USERNAME/PASSWORD."""
+    return get_app_client("basic-auth", tracking_uri=os.environ["MLFLOW_TRACKING_URI"])
+
+
+def user_exists(client, username: str) -> bool:
+    """True when ``username`` has an account."""
+    try:
+        client.get_user(username)
+        return True
+    except MlflowException as error:
+        if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return False
+        raise
+
+
+def ensure_user(client, username: str, password: str) -> str:
+    """Create the account, or set its password to ``password``; say which."""
+    if user_exists(client, username):
+        client.update_user_password(username, password)
+        return "updated"
+    client.create_user(username, password)
+    return "created"
+
+
+def grant_permission(
+    client, username: str, experiment: str | None, model: str | None, permission: str
+) -> int:
+    """Grant ``permission`` on an experiment (by name) or a registered model."""
+    import mlflow
+
+    if experiment:
+        found = mlflow.get_experiment_by_name(experiment)
+        if found is None:
+            print(f"no experiment named {experiment}", file=sys.stderr)
+            return 1
+        resource_type, resource_id = "experiment", found.experiment_id
+    else:
+        resource_type, resource_id = "registered_model", model
+    client.grant_user_permission(username, resource_type, resource_id, permission)
+    print(f"{username}: {permission} on {resource_type} {experiment or model}")
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("sync-worker", help="create or update the worker's account from the env")
+    create = commands.add_parser("create", help="create a teammate; prints its password once")
+    create.add_argument("name")
+    delete = commands.add_parser("delete", help="delete an account")
+    delete.add_argument("name")
+    grant = commands.add_parser("grant", help="give a user a permission on one experiment/model")
+    grant.add_argument("name")
+    target = grant.add_mutually_exclusive_group(required=True)
+    target.add_argument("--experiment", help="experiment name")
+    target.add_argument("--model", help="registered model name")
+    grant.add_argument("--permission", default="EDIT", choices=["READ", "EDIT", "MANAGE"])
+    args = parser.parse_args()
+    client = auth_client()
+
+    if args.command == "grant":
+        return grant_permission(client, args.name, args.experiment, args.model, args.permission)
+
+    if args.command == "sync-worker":
+        name = os.environ["MLFLOW_WORKER_USERNAME"]
+        outcome = ensure_user(client, name, os.environ["MLFLOW_WORKER_PASSWORD"])
+        print(f"worker account {name}: {outcome}")
+        return 0
+    if args.command == "create":
+        if user_exists(client, args.name):
+            print(f"user {args.name} exists already", file=sys.stderr)
+            return 1
+        password = secrets.token_urlsafe(24)
+        client.create_user(args.name, password)
+        print(f"created MLflow user {args.name}. Its password, shown only now:\n\n  {password}\n")
+        print("The teammate sets MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD to these.")
+        return 0
+    if not user_exists(client, args.name):
+        print(f"no user {args.name}", file=sys.stderr)
+        return 1
+    client.delete_user(args.name)
+    print(f"deleted MLflow user {args.name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Start the MLflow tracking server with basic auth. The auth app reads its user database URI from
+# an ini file only, so the file is written here, from the environment, into a private temp dir:
+# the password never lands in the image, the compose file or the command line.
+set -euo pipefail
+
+: "${MLFLOW_AUTH_DATABASE_URI:?MLFLOW_AUTH_DATABASE_URI is required}"
+: "${MLFLOW_AUTH_ADMIN_PASSWORD:?MLFLOW_AUTH_ADMIN_PASSWORD is required}"
+: "${MLFLOW_FLASK_SERVER_SECRET_KEY:?MLFLOW_FLASK_SERVER_SECRET_KEY is required}"
+
+config_dir=$(mktemp -d)
+umask 077
+cat > "${config_dir}/basic_auth.ini" <<INI
+[mlflow]
+# Authenticated users may read everything and create experiments and models of their own;
+# writing to someone else's experiment needs a permission (README: per-experiment permissions).
+default_permission = ${MLFLOW_AUTH_DEFAULT_PERMISSION:-READ}
+database_uri = ${MLFLOW_AUTH_DATABASE_URI}
+admin_username = ${MLFLOW_AUTH_ADMIN_USERNAME:-admin}
+authorization_function = mlflow.server.auth:authenticate_request_basic_auth
+INI
+export MLFLOW_AUTH_CONFIG_PATH="${config_dir}/basic_auth.ini"
+unset MLFLOW_AUTH_DATABASE_URI
+
+exec mlflow server --app-name basic-auth "$@"

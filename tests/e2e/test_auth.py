@@ -1,0 +1,114 @@
+"""A stack a team can share: every API asks who you are, and teammates get their own accounts."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import mlflow
+import pytest
+import requests
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+pytestmark = pytest.mark.e2e
+
+
+def status(method: str, url: str, **kwargs) -> int:
+    return requests.request(method, url, timeout=10, **kwargs).status_code
+
+
+def test_mlflow_api_and_artifact_proxy_need_a_password(stack):
+    env = stack.env()
+    admin = (env["MLFLOW_ADMIN_USERNAME"], env["MLFLOW_ADMIN_PASSWORD"])
+    search = f"{stack.mlflow_url}/api/2.0/mlflow/experiments/search?max_results=1"
+    artifacts = f"{stack.mlflow_url}/api/2.0/mlflow-artifacts/artifacts?path=0"
+    for url in (search, artifacts):
+        assert status("GET", url) == 401
+        assert status("GET", url, auth=(admin[0], "wrong-password")) == 401
+        assert status("GET", url, auth=admin) == 200
+
+
+def test_prefect_api_needs_the_auth_string(stack):
+    url = f"{stack.prefect_api_url}/flows/filter"
+    assert status("POST", url, json={}) == 401
+    assert status("POST", url, json={}, auth=(stack.prefect_auth[0], "wrong")) == 401
+    assert status("POST", url, json={}, auth=stack.prefect_auth) == 200
+
+
+def create_user(stack, name: str) -> str:
+    """`make user NAME=...`; returns the password it printed once."""
+    out = stack.make("user", f"NAME={name}").stdout
+    return re.search(r"shown only now:\s+(\S+)", out).group(1)
+
+
+def test_teammates_work_with_their_own_accounts(stack, monkeypatch, tmp_path):
+    """A teammate with only the URL and a password logs a >100 MB artifact and a model."""
+    alice, bob = create_user(stack, "alice"), create_user(stack, "bob")
+    stack.use_mlflow_as(monkeypatch, "alice", alice)
+    big = tmp_path / "big.bin"
+    with big.open("wb") as out:
+        for _ in range(105):
+            out.write(os.urandom(1024 * 1024))
+    mlflow.set_experiment("alice-experiment")
+    with mlflow.start_run() as run:
+        mlflow.log_artifact(str(big))
+        mlflow.pyfunc.log_model(name="model", python_model=Echo())
+    version = mlflow.register_model(f"runs:/{run.info.run_id}/model", "alice-model")
+    assert version.version == "1"
+    back = mlflow.artifacts.download_artifacts(
+        run_id=run.info.run_id, artifact_path="big.bin", dst_path=str(tmp_path / "back")
+    )
+    assert Path(back).stat().st_size == big.stat().st_size
+    assert Path(back).read_bytes()[-4096:] == big.read_bytes()[-4096:]
+    loaded = mlflow.pyfunc.load_model(f"models:/alice-model/{version.version}")
+    assert list(loaded.predict([1, 2])) == [1, 2]
+    experiment_id = run.info.experiment_id
+
+    stack.use_mlflow_as(monkeypatch, "bob", bob)
+    with pytest.raises(MlflowException, match="PERMISSION_DENIED|Permission denied"):
+        MlflowClient().delete_experiment(experiment_id)
+    with pytest.raises(MlflowException, match="PERMISSION_DENIED|Permission denied"):
+        MlflowClient().create_run(experiment_id)
+    stack.make("grant", "NAME=bob", "EXPERIMENT=alice-experiment", "PERMISSION=EDIT")
+    assert MlflowClient().create_run(experiment_id).info.experiment_id == experiment_id
+
+    stack.make("user-delete", "NAME=alice")
+    stack.use_mlflow_as(monkeypatch, "alice", alice)
+    assert (
+        status(
+            "GET", f"{stack.mlflow_url}/api/2.0/mlflow/experiments/search", auth=("alice", alice)
+        )
+        == 401
+    )
+
+
+class Echo(mlflow.pyfunc.PythonModel):
+    """The smallest model: returns its input."""
+
+    def predict(self, context, model_input):
+        return model_input
+
+
+def test_worker_holds_no_database_or_admin_secret(stack):
+    env = stack.env()
+    worker_env = stack.compose("exec", "-T", "worker", "env").stdout
+    for name in (
+        "POSTGRES_PASSWORD",
+        "MLFLOW_DB_PASSWORD",
+        "PREFECT_DB_PASSWORD",
+        "MLFLOW_ADMIN_PASSWORD",
+        "MLFLOW_SECRET_KEY",
+    ):
+        assert env[name] not in worker_env, name
+
+
+def test_no_secret_appears_in_the_logs(stack):
+    env = stack.env()
+    logs = stack.compose("logs", "--no-color").stdout
+    secrets_ = [env[k] for k in env if k.endswith(("PASSWORD", "SECRET_KEY", "SECRET_ACCESS_KEY"))]
+    secrets_.append(env["PREFECT_API_AUTH_STRING"].split(":", 1)[1])
+    assert len(secrets_) >= 7
+    for secret in secrets_:
+        assert secret not in logs
