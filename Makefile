@@ -20,8 +20,7 @@ help: ## List the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 .PHONY: env
-env: $(ENV_FILE) ## Write .env with fresh secrets if it is missing (never overwrites)
-$(ENV_FILE):
+env: ## Write .env with fresh secrets, or add settings it lacks (never changes a value)
 	@python3 infra/make_env.py --output $(ENV_FILE)
 
 .PHONY: docker-check
@@ -31,7 +30,7 @@ docker-check:
 	@docker compose version >/dev/null 2>&1 || { echo "make: Docker Compose v2 is missing (the 'docker compose' plugin)" >&2; exit 1; }
 
 .PHONY: up
-up: docker-check $(ENV_FILE) ## Build the image, start every service, wait until healthy, print the URLs
+up: docker-check env ## Build the image, start every service, wait until healthy, print the URLs
 	$(COMPOSE) up --build --detach --wait --wait-timeout 300
 	@set -a; . ./$(ENV_FILE); set +a; \
 	echo; echo "MLflow   http://localhost:$${MLFLOW_PORT:-5000}   (MLFLOW_TRACKING_URI for teammates)"; \

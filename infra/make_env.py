@@ -1,4 +1,8 @@
-"""Write .env from .env.example, filling each value marked `# generated` with a fresh secret."""
+"""Write .env from .env.example, filling each value marked `# generated` with a fresh secret.
+
+An existing .env is never changed; settings that .env.example gained since it was written are
+appended (with fresh secrets), so `make up` keeps working after an upgrade without hand edits.
+"""
 
 from __future__ import annotations
 
@@ -33,6 +37,17 @@ def render(example: str, overrides: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def missing_settings(example: str, existing: str) -> str:
+    """Lines of the rendered example whose keys ``existing`` lacks ('' when none)."""
+    have = {line.split("=", 1)[0] for line in existing.splitlines() if "=" in line}
+    rendered = render(example, {}).splitlines()
+    return "\n".join(
+        line
+        for line in rendered
+        if "=" in line and not line.startswith("#") and line.split("=", 1)[0] not in have
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--example", type=Path, default=Path(".env.example"))
@@ -46,7 +61,13 @@ def main() -> int:
     )
     args = parser.parse_args()
     if args.output.exists():
-        print(f"{args.output} exists: leaving it as it is")
+        added = missing_settings(args.example.read_text(), args.output.read_text())
+        if added:
+            with args.output.open("a") as out:
+                out.write(f"\n# Added from {args.example} by make_env.py (new settings)\n")
+                out.write(added + "\n")
+            names = ", ".join(line.split("=", 1)[0] for line in added.splitlines())
+            print(f"{args.output}: added new settings {names}; existing values kept")
         return 0
     overrides = dict(item.split("=", 1) for item in args.set)
     args.output.write_text(render(args.example.read_text(), overrides))

@@ -1,25 +1,37 @@
 #!/usr/bin/env bash
-# Runs once, on the first start of an empty data volume (postgres image's initdb hook):
-# one database and one owner per service, so MLflow and Prefect cannot touch each other's data.
+# One database and one owner per service, so MLflow and Prefect cannot touch each other's data.
+# Idempotent: the `postgres-init` job runs it on every `make up`, so databases added in a later
+# version appear in existing volumes too, and role passwords follow .env.
+# Connection: libpq's PG* variables (PGHOST, PGUSER, PGPASSWORD) or the local socket.
 set -euo pipefail
 
-create_database() {
+run_sql() {
+  psql -v ON_ERROR_STOP=1 --no-psqlrc --quiet --dbname "${POSTGRES_DB:-postgres}" "$@"
+}
+
+ensure_role() {
   local name="$1" password="$2"
-  echo "creating role and database '${name}'"
   # psql's :'var' quoting keeps passwords with any characters intact.
-  psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" \
-       -v name="$name" -v password="$password" <<'SQL'
-SELECT format('CREATE ROLE %I LOGIN PASSWORD %L', :'name', :'password') \gexec
-SELECT format('CREATE DATABASE %I OWNER %I', :'name', :'name') \gexec
-SELECT format('REVOKE ALL ON DATABASE %I FROM PUBLIC', :'name') \gexec
+  run_sql -v name="$name" -v password="$password" <<'SQL'
+SELECT format('CREATE ROLE %I LOGIN', :'name')
+ WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'name') \gexec
+SELECT format('ALTER ROLE %I LOGIN PASSWORD %L', :'name', :'password') \gexec
 SQL
 }
 
-create_database "${MLFLOW_DB_USER:?}" "${MLFLOW_DB_PASSWORD:?}"
-# MLflow's basic-auth app keeps users and permissions in a database of its own, same owner.
-psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" \
-     -v name="${MLFLOW_DB_USER}_auth" -v owner="$MLFLOW_DB_USER" <<'SQL'
-SELECT format('CREATE DATABASE %I OWNER %I', :'name', :'owner') \gexec
+ensure_database() {
+  local name="$1" owner="$2"
+  run_sql -v name="$name" -v owner="$owner" <<'SQL'
+SELECT format('CREATE DATABASE %I OWNER %I', :'name', :'owner')
+ WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'name') \gexec
 SELECT format('REVOKE ALL ON DATABASE %I FROM PUBLIC', :'name') \gexec
 SQL
-create_database "${PREFECT_DB_USER:?}" "${PREFECT_DB_PASSWORD:?}"
+  echo "database ${name} (owner ${owner}): ready"
+}
+
+ensure_role "${MLFLOW_DB_USER:?}" "${MLFLOW_DB_PASSWORD:?}"
+ensure_database "${MLFLOW_DB_USER}" "${MLFLOW_DB_USER}"
+# MLflow's basic-auth app keeps users and permissions in a database of its own, same owner.
+ensure_database "${MLFLOW_DB_USER}_auth" "${MLFLOW_DB_USER}"
+ensure_role "${PREFECT_DB_USER:?}" "${PREFECT_DB_PASSWORD:?}"
+ensure_database "${PREFECT_DB_USER}" "${PREFECT_DB_USER}"

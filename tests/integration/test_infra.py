@@ -51,20 +51,15 @@ def test_init_databases_gives_each_service_its_own_database(postgres):
         **os.environ,
         "PGHOST": "127.0.0.1",
         "PGPORT": str(postgres.port),
+        "PGUSER": "postgres",
         "PGPASSWORD": postgres.password,
-        "POSTGRES_USER": "postgres",
-        "POSTGRES_DB": "postgres",
         "MLFLOW_DB_USER": ml_user,
         "MLFLOW_DB_PASSWORD": ml_pw,
         "PREFECT_DB_USER": pf_user,
         "PREFECT_DB_PASSWORD": pf_pw,
     }
-    subprocess.run(
-        ["bash", str(REPO_ROOT / "infra/postgres/init-databases.sh")],
-        env=env,
-        check=True,
-        capture_output=True,
-    )
+    script = ["bash", str(REPO_ROOT / "infra/postgres/init-databases.sh")]
+    subprocess.run(script, env=env, check=True, capture_output=True)
 
     def connect(user: str, password: str, dbname: str):
         return psycopg2.connect(
@@ -72,6 +67,16 @@ def test_init_databases_gives_each_service_its_own_database(postgres):
         )
 
     connect(ml_user, ml_pw, ml_user).close()
+    connect(ml_user, ml_pw, f"{ml_user}_auth").close()
     connect(pf_user, pf_pw, pf_user).close()
     with pytest.raises(psycopg2.OperationalError, match="permission denied"):
         connect(ml_user, ml_pw, pf_user)
+
+    # Every `make up` runs it again: nothing fails, and a changed password in .env takes effect.
+    new_pw = secrets.token_urlsafe(16)
+    subprocess.run(
+        script, env={**env, "MLFLOW_DB_PASSWORD": new_pw}, check=True, capture_output=True
+    )
+    connect(ml_user, new_pw, ml_user).close()
+    with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
+        connect(ml_user, ml_pw, ml_user)

@@ -42,21 +42,25 @@ def test_overrides_replace_values():
     assert env["MLFLOW_PORT"] == "15000"
 
 
-def test_existing_env_is_never_overwritten(tmp_path):
+def test_existing_env_keeps_its_values_and_gains_new_settings(tmp_path):
     target = tmp_path / ".env"
     target.write_text("POSTGRES_PASSWORD=mine\n")
-    subprocess.run(
-        [
-            sys.executable,
-            str(REPO_ROOT / "infra/make_env.py"),
-            "--example",
-            str(REPO_ROOT / ".env.example"),
-            "--output",
-            str(target),
-        ],
-        check=True,
-    )
-    assert target.read_text() == "POSTGRES_PASSWORD=mine\n"
+    command = [
+        sys.executable,
+        str(REPO_ROOT / "infra/make_env.py"),
+        "--example",
+        str(REPO_ROOT / ".env.example"),
+        "--output",
+        str(target),
+    ]
+    subprocess.run(command, check=True)
+    upgraded = target.read_text()
+    assert upgraded.startswith("POSTGRES_PASSWORD=mine\n")
+    env = parse_env(upgraded)
+    assert env["POSTGRES_PASSWORD"] == "mine" and len(env["MLFLOW_ADMIN_PASSWORD"]) >= 20
+    assert set(env) == set(parse_env(make_env.render(EXAMPLE, {})))
+    subprocess.run(command, check=True)
+    assert target.read_text() == upgraded  # a second run adds nothing
 
 
 def test_new_env_file_is_private(tmp_path):
