@@ -32,6 +32,8 @@ def run_training(color: str, train_month: str, val_month: str, timeout_s: int) -
     from mlflow import MlflowClient
     from prefect.deployments import run_deployment
 
+    from flows.train import run_url
+
     parameters = {
         "color": color,
         "train_month": train_month,
@@ -57,8 +59,7 @@ def run_training(color: str, train_month: str, val_month: str, timeout_s: int) -
     name = Settings.from_env().model_name
     version = client.search_model_versions(f"name='{name}' and run_id='{run.info.run_id}'")[0]
     champion = "champion" in client.get_model_version(name, version.version).aliases
-    base = (Settings.from_env().mlflow_ui_url or mlflow.get_tracking_uri()).rstrip("/")
-    print(f"MLflow run: {base}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}")
+    print(f"MLflow run: {run_url(run)}")
     print(f"rmse:       {run.data.metrics['rmse']:.4f}")
     print(f"model:      {name} version {version.version}")
     print(f"champion:   {'yes' if champion else 'no'}")

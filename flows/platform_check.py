@@ -12,8 +12,10 @@ import mlflow
 from botocore.config import Config
 from prefect import flow, get_run_logger, task
 
+from flows.retry import IO_RETRIES
 
-@task(retries=3, retry_delay_seconds=[2, 5, 10])
+
+@task(**IO_RETRIES)
 def log_probe_run(experiment_name: str) -> str:
     """Log a run with a parameter, a metric and a text artifact; return its run id."""
     mlflow.set_experiment(experiment_name)
@@ -27,7 +29,7 @@ def log_probe_run(experiment_name: str) -> str:
     return run.info.run_id
 
 
-@task(retries=3, retry_delay_seconds=[2, 5, 10])
+@task(**IO_RETRIES)
 def read_probe_artifact(run_id: str) -> str:
     """Download the probe artifact back through the tracking server."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -37,7 +39,7 @@ def read_probe_artifact(run_id: str) -> str:
         return Path(path).read_text()
 
 
-@task(retries=3, retry_delay_seconds=[2, 5, 10])
+@task(**IO_RETRIES)
 def round_trip_data_bucket(bucket: str) -> int:
     """Write, read back and delete one object in the data bucket; return its size."""
     s3 = boto3.client(

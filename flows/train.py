@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 import warnings
@@ -132,7 +131,7 @@ def serving_requirements() -> list[str]:
 
 def run_url(run: mlflow.entities.Run) -> str:
     """The run's page in the MLflow UI (MLFLOW_UI_URL when the tracking URI is internal)."""
-    base = (os.environ.get("MLFLOW_UI_URL") or mlflow.get_tracking_uri()).rstrip("/")
+    base = (Settings.from_env().mlflow_ui_url or mlflow.get_tracking_uri()).rstrip("/")
     return f"{base}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
 
 
