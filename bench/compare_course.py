@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import pickle
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.servers import free_port, stop_process, wait_for_http  # noqa: E402
+from tests.servers import launch_mlflow, stop_process  # noqa: E402
 
 COURSE_PARAMS = {
     "max_depth": 30,
@@ -84,34 +83,6 @@ def course_pipeline(train_path: Path, val_path: Path, rounds: int, tree_method: 
     return rmse
 
 
-def start_mlflow(workdir: Path) -> tuple[str, subprocess.Popen]:
-    """A local tracking server with artifacts behind its proxy, as in the stack."""
-    port = free_port()
-    cmd = [
-        str(Path(sys.executable).parent / "mlflow"),
-        "server",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-        "--backend-store-uri",
-        f"sqlite:///{workdir}/mlflow.db",
-        "--serve-artifacts",
-        "--artifacts-destination",
-        str(workdir / "artifacts"),
-    ]
-    log = (workdir / "mlflow.log").open("wb")
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # as in the stack
-    process = subprocess.Popen(
-        cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env
-    )
-    url = f"http://127.0.0.1:{port}"
-    wait_for_http(f"{url}/health", 120, process)
-    return url, process
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared/data/nyc-tlc")
@@ -124,7 +95,7 @@ def main() -> int:
     from prefect.testing.utilities import prefect_test_harness
 
     with tempfile.TemporaryDirectory() as tmp, prefect_test_harness():
-        url, server = start_mlflow(Path(tmp))
+        url, server = launch_mlflow(f"sqlite:///{tmp}/mlflow.db", f"{tmp}/artifacts", {}, Path(tmp))
         os.environ["MLFLOW_TRACKING_URI"] = url
         os.environ["MODEL_NAME"] = f"bench-{os.getpid()}"
         mlflow.set_tracking_uri(url)

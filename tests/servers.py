@@ -258,15 +258,17 @@ class MlflowServer:
         stop_process(self.process)
 
 
-def start_mlflow(backend_uri: str, s3: S3Server, bucket: str, workdir: Path) -> MlflowServer:
-    """Start the tracking server the way docker-compose.yml does, on a free local port."""
+def launch_mlflow(
+    backend_uri: str, destination: str, env: dict[str, str], workdir: Path
+) -> tuple[str, subprocess.Popen]:
+    """`mlflow server` with artifacts proxied to ``destination``, as the stack runs it."""
     port = free_port()
     env = {
         **os.environ,
-        **s3.env(),
+        **env,
         "MLFLOW_BACKEND_STORE_URI": backend_uri,
-        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-    }  # as in docker-compose.yml
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",  # as in docker-compose.yml
+    }
     cmd = [
         str(Path(sys.executable).parent / "mlflow"),
         "server",
@@ -277,11 +279,17 @@ def start_mlflow(backend_uri: str, s3: S3Server, bucket: str, workdir: Path) -> 
         "--workers",
         "1",
         "--serve-artifacts",
-        f"--artifacts-destination=s3://{bucket}",
+        f"--artifacts-destination={destination}",
     ]
     process = start_logged(cmd, env, workdir / "mlflow.log")
     url = f"http://127.0.0.1:{port}"
     wait_for_http(f"{url}/health", 120, process)
+    return url, process
+
+
+def start_mlflow(backend_uri: str, s3: S3Server, bucket: str, workdir: Path) -> MlflowServer:
+    """The tracking server on ``backend_uri`` with artifacts in ``bucket`` of the S3 server."""
+    url, process = launch_mlflow(backend_uri, f"s3://{bucket}", s3.env(), workdir)
     return MlflowServer(url=url, process=process, bucket=bucket)
 
 

@@ -26,6 +26,16 @@ def parse_env(text: str) -> dict[str, str]:
     )
 
 
+def run_make_env(target) -> None:
+    """Run the .env writer as `make up` does."""
+    script = REPO_ROOT / "infra/make_env.py"
+    example = REPO_ROOT / ".env.example"
+    subprocess.run(
+        [sys.executable, str(script), "--example", str(example), "--output", str(target)],
+        check=True,
+    )
+
+
 def test_every_generated_value_is_filled_with_a_distinct_secret():
     first, second = parse_env(make_env.render(EXAMPLE, {})), parse_env(make_env.render(EXAMPLE, {}))
     generated = [line.split("=")[0] for line in EXAMPLE.splitlines() if "# generated" in line]
@@ -45,37 +55,19 @@ def test_overrides_replace_values():
 def test_existing_env_keeps_its_values_and_gains_new_settings(tmp_path):
     target = tmp_path / ".env"
     target.write_text("POSTGRES_PASSWORD=mine\n")
-    command = [
-        sys.executable,
-        str(REPO_ROOT / "infra/make_env.py"),
-        "--example",
-        str(REPO_ROOT / ".env.example"),
-        "--output",
-        str(target),
-    ]
-    subprocess.run(command, check=True)
+    run_make_env(target)
     upgraded = target.read_text()
     assert upgraded.startswith("POSTGRES_PASSWORD=mine\n")
     env = parse_env(upgraded)
     assert env["POSTGRES_PASSWORD"] == "mine" and len(env["MLFLOW_ADMIN_PASSWORD"]) >= 20
     assert set(env) == set(parse_env(make_env.render(EXAMPLE, {})))
-    subprocess.run(command, check=True)
+    run_make_env(target)
     assert target.read_text() == upgraded  # a second run adds nothing
 
 
 def test_new_env_file_is_private(tmp_path):
     target = tmp_path / ".env"
-    subprocess.run(
-        [
-            sys.executable,
-            str(REPO_ROOT / "infra/make_env.py"),
-            "--example",
-            str(REPO_ROOT / ".env.example"),
-            "--output",
-            str(target),
-        ],
-        check=True,
-    )
+    run_make_env(target)
     assert target.stat().st_mode & 0o077 == 0
 
 
