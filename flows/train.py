@@ -22,7 +22,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows import plots
-from flows.data import TripData, ensure_month_in_bucket, load_trips
+from flows.data import TripData, ensure_month_in_bucket, load_trips, official_url
 from flows.features import model_input_columns
 from flows.model import DEFAULT_PARAMS, TripDurationRegressor, evaluate, train_model
 from flows.registry import register_challenger
@@ -53,8 +53,6 @@ def locate_month(color: str, month: str) -> str:
     """The month's location: in the data bucket, fetched from TLC into it the first time."""
     settings = Settings.from_env()
     if not settings.data_bucket:
-        from flows.data import official_url
-
         return official_url(settings.tlc_base_url, color, month)
     return ensure_month_in_bucket(
         s3_client(settings.s3_endpoint_url),

@@ -67,6 +67,31 @@ def start_logged(cmd: list[str], env: dict[str, str], log_path: Path) -> subproc
     )
 
 
+def serve_on_free_port(
+    program: str,
+    args: list[str],
+    env: dict[str, str],
+    log_path: Path,
+    health_path: str,
+    timeout_s: float,
+) -> tuple[str, subprocess.Popen]:
+    """Run a console script of this venv on a free 127.0.0.1 port, with environment ``env``,
+    until ``health_path`` answers; return its base URL and process."""
+    port = free_port()
+    cmd = [
+        str(Path(sys.executable).parent / program),
+        *args,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    process = start_logged(cmd, env, log_path)
+    url = f"http://127.0.0.1:{port}"
+    wait_for_http(f"{url}{health_path}", timeout_s, process)
+    return url, process
+
+
 # --- PostgreSQL ----------------------------------------------------------------------------------
 
 
@@ -262,29 +287,20 @@ def launch_mlflow(
     backend_uri: str, destination: str, env: dict[str, str], workdir: Path
 ) -> tuple[str, subprocess.Popen]:
     """`mlflow server` with artifacts proxied to ``destination``, as the stack runs it."""
-    port = free_port()
     env = {
         **os.environ,
         **env,
         "MLFLOW_BACKEND_STORE_URI": backend_uri,
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",  # as in docker-compose.yml
     }
-    cmd = [
-        str(Path(sys.executable).parent / "mlflow"),
+    args = [
         "server",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
         "--workers",
         "1",
         "--serve-artifacts",
         f"--artifacts-destination={destination}",
     ]
-    process = start_logged(cmd, env, workdir / "mlflow.log")
-    url = f"http://127.0.0.1:{port}"
-    wait_for_http(f"{url}/health", 120, process)
-    return url, process
+    return serve_on_free_port("mlflow", args, env, workdir / "mlflow.log", "/health", 120)
 
 
 def start_mlflow(backend_uri: str, s3: S3Server, bucket: str, workdir: Path) -> MlflowServer:
@@ -309,7 +325,6 @@ class PrefectServer:
 
 def start_prefect(database_url: str, workdir: Path) -> PrefectServer:
     """Start the Prefect API and UI server on a free local port."""
-    port = free_port()
     home = workdir / "prefect-home"
     home.mkdir(exist_ok=True)
     env = {
@@ -318,17 +333,9 @@ def start_prefect(database_url: str, workdir: Path) -> PrefectServer:
         "PREFECT_API_DATABASE_CONNECTION_URL": database_url,
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     }
-    env.pop("PREFECT_API_URL", None)
-    cmd = [
-        str(Path(sys.executable).parent / "prefect"),
-        "server",
-        "start",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
-    process = start_logged(cmd, env, workdir / "prefect.log")
-    api_url = f"http://127.0.0.1:{port}/api"
-    wait_for_http(f"{api_url}/health", 180, process)
+    env.pop("PREFECT_API_URL", None)  # a server, not a client of another one
+    url, process = serve_on_free_port(
+        "prefect", ["server", "start"], env, workdir / "prefect.log", "/api/health", 180
+    )
+    api_url = f"{url}/api"
     return PrefectServer(api_url=api_url, process=process)
