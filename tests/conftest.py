@@ -80,10 +80,12 @@ def unique_name() -> str:
 @pytest.fixture
 def prefect_api(prefect_server):
     """Run this test's flows against the Prefect server."""
+    from prefect.logging.handlers import APILogWorker
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     with temporary_settings({PREFECT_API_URL: prefect_server.api_url}):
         yield prefect_server.api_url
+        APILogWorker.drain_all(timeout=10)  # ship the runs' logs while the server listens
 
 
 @pytest.fixture(scope="session")
