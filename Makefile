@@ -14,6 +14,19 @@ NAME ?=
 EXPERIMENT ?=
 MODEL ?=
 PERMISSION ?= EDIT
+# `make local`'s data directory. While its stack runs, deploy, train, upload-data and logs talk
+# to it; otherwise to the compose stack.
+LOCAL_DIR ?= .local
+LOCAL_RUNNING := $(shell pid=$$(cat "$(LOCAL_DIR)/honcho.pid" 2>/dev/null) && kill -0 "$$pid" 2>/dev/null && echo yes)
+LOCAL_STACK = LOCAL_DIR="$(LOCAL_DIR)" $(UV) run --frozen python infra/local/stack.py
+LOCAL_CLIENT = set -a && . "$(LOCAL_DIR)/client.env" && set +a && $(UV) run --frozen
+ifeq ($(LOCAL_RUNNING),yes)
+  STACK_CHECK := local-check
+  ON_WORKER := $(LOCAL_CLIENT)
+else
+  STACK_CHECK := docker-check
+  ON_WORKER := $(COMPOSE) exec -T worker
+endif
 
 .PHONY: help
 help: ## List the targets
@@ -36,20 +49,36 @@ up: docker-check env ## Build the image, start every service, wait until healthy
 	echo; echo "MLflow   http://localhost:$${MLFLOW_PORT:-5000}   (MLFLOW_TRACKING_URI for teammates)"; \
 	echo "Prefect  http://localhost:$${PREFECT_PORT:-4200}   (API: http://localhost:$${PREFECT_PORT:-4200}/api)"
 
+.PHONY: local
+local: .venv/.synced ## Start MLflow, Prefect and a worker as local processes, no Docker [LOCAL_DIR=.local]
+	@$(LOCAL_STACK) up
+
+.PHONY: local-down
+local-down: ## Stop the local processes; LOCAL_DIR keeps the data
+	@$(LOCAL_STACK) down
+
+.PHONY: local-check
+local-check:
+	@echo "(the local stack in $(LOCAL_DIR))"
+
 .PHONY: deploy
-deploy: docker-check ## Register the flows' deployments (prefect.yaml) with the worker's pool
-	$(COMPOSE) exec -T worker prefect --no-prompt deploy --all
+deploy: $(STACK_CHECK) ## Register the flows' deployments (prefect.yaml) with the worker's pool
+	$(ON_WORKER) prefect --no-prompt deploy --all
 
 .PHONY: upload-data
-upload-data: docker-check ## Store local TLC files in the data bucket: FILES="green_tripdata_2021-01.parquet ..."
+upload-data: $(STACK_CHECK) ## Store local TLC files in the data bucket: FILES="green_tripdata_2021-01.parquet ..."
 	@test -n "$(FILES)" || { echo 'usage: make upload-data FILES="path/green_tripdata_2021-01.parquet ..."' >&2; exit 2; }
+ifeq ($(LOCAL_RUNNING),yes)
+	$(LOCAL_CLIENT) python -m flows.cli upload $(abspath $(FILES))
+else
 	$(COMPOSE) run --rm --no-deps $(foreach f,$(FILES),-v "$(abspath $(f)):/upload/$(notdir $(f)):ro") \
 		worker python -m flows.cli upload $(addprefix /upload/,$(notdir $(FILES)))
+endif
 
 .PHONY: train
-train: docker-check ## Train on the worker and promote if better: TRAIN_MONTH=2021-01 VAL_MONTH=2021-02 [COLOR=green]
+train: $(STACK_CHECK) ## Train on the worker and promote if better: TRAIN_MONTH=2021-01 VAL_MONTH=2021-02 [COLOR=green]
 	@test -n "$(TRAIN_MONTH)" -a -n "$(VAL_MONTH)" || { echo 'usage: make train TRAIN_MONTH=YYYY-MM VAL_MONTH=YYYY-MM [COLOR=green]' >&2; exit 2; }
-	$(COMPOSE) exec -T worker python -m flows.cli train --color $(COLOR) \
+	$(ON_WORKER) python -m flows.cli train --color $(COLOR) \
 		--train-month $(TRAIN_MONTH) --val-month $(VAL_MONTH)
 
 .PHONY: user
@@ -79,7 +108,11 @@ clean: ## Stop the services and DELETE their data volumes (databases, buckets)
 
 .PHONY: logs
 logs: ## Follow the services' logs
+ifeq ($(LOCAL_RUNNING),yes)
+	tail --lines=100 --follow "$(LOCAL_DIR)/logs/stack.log"
+else
 	$(COMPOSE) logs --follow --tail=100
+endif
 
 .PHONY: ps
 ps: ## Show the services and their health

@@ -1,4 +1,4 @@
-"""Commands behind `make train` and `make upload-data`, run inside the worker container."""
+"""Commands behind `make train` and `make upload-data` (in the worker container, or locally)."""
 
 from __future__ import annotations
 
@@ -7,19 +7,19 @@ import sys
 from pathlib import Path
 
 from flows.data import TripDataError, upload_month_file
-from flows.settings import Settings, s3_client
+from flows.settings import Settings
+from flows.store import data_store
 
 
 def upload(paths: list[str]) -> int:
-    """Put local TLC files into the data bucket; stop at the first bad one."""
-    settings = Settings.from_env()
-    if not settings.data_bucket:
-        print("DATA_BUCKET is not set", file=sys.stderr)
+    """Put local TLC files into the data store; stop at the first bad one."""
+    store = data_store(Settings.from_env())
+    if store is None:
+        print("neither DATA_BUCKET nor DATA_DIR is set: nowhere to store files", file=sys.stderr)
         return 2
-    s3 = s3_client(settings.s3_endpoint_url)
     for path in paths:
         try:
-            print(f"{path} -> {upload_month_file(s3, settings.data_bucket, Path(path))}")
+            print(f"{path} -> {upload_month_file(store, Path(path))}")
         except TripDataError as error:
             print(f"not uploaded: {error}", file=sys.stderr)
             return 1

@@ -10,6 +10,7 @@ import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 import pandas as pd
@@ -27,6 +28,9 @@ from flows.features import (
     filter_duration,
     normalize_columns,
 )
+
+if TYPE_CHECKING:
+    from flows.store import DataStore
 
 COLORS = ("green", "yellow")
 MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
@@ -164,19 +168,6 @@ def load_trips(location: str, s3=None) -> TripData:
     return dataclasses.replace(checked, digest=hashlib.sha256(data).hexdigest())
 
 
-def object_exists(s3, bucket: str, key: str) -> bool:
-    """True when ``key`` is in ``bucket``."""
-    from botocore.exceptions import ClientError
-
-    try:
-        s3.head_object(Bucket=bucket, Key=key)
-        return True
-    except ClientError as error:
-        if error.response["Error"]["Code"] in {"404", "NoSuchKey", "NotFound"}:
-            return False
-        raise
-
-
 def download(url: str, target: Path, logger: logging.Logger) -> int:
     """Stream ``url`` to ``target``, logging progress every 10 %; return the byte count."""
     with requests.get(url, stream=True, timeout=60) as response:
@@ -198,25 +189,24 @@ def download(url: str, target: Path, logger: logging.Logger) -> int:
         return done
 
 
-def ensure_month_in_bucket(
-    s3, bucket: str, base_url: str, color: str, month: str, logger: logging.Logger
+def ensure_month_stored(
+    store: DataStore, base_url: str, color: str, month: str, logger: logging.Logger
 ) -> str:
-    """The month's ``s3://`` URI in the data bucket, downloading it there the first time."""
+    """The month's location in the data store, downloading it there the first time."""
     key = bucket_key(color, month)
-    uri = f"s3://{bucket}/{key}"
-    if object_exists(s3, bucket, key):
-        logger.info("%s is in the data bucket", uri)
-        return uri
+    if store.exists(key):
+        logger.info("%s is in the data store", store.uri(key))
+        return store.uri(key)
     url = official_url(base_url, color, month)
-    logger.info("%s is missing: downloading %s", uri, url)
+    logger.info("%s is missing: downloading %s", store.uri(key), url)
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(tmp) / file_name(color, month)
         size = download(url, local, logger)
-        # Check before storing, so the bucket never caches a broken month.
+        # Check before storing, so the store never caches a broken month.
         validate_trips(read_parquet(url, local.read_bytes()), url)
-        s3.upload_file(str(local), bucket, key)
-    logger.info("stored %s (%.1f MB)", uri, size / 1e6)
-    return uri
+        location = store.put_file(local, key)
+    logger.info("stored %s (%.1f MB)", location, size / 1e6)
+    return location
 
 
 def months_before(month: str, count: int) -> list[str]:
@@ -238,8 +228,8 @@ def is_published(url: str) -> bool:
 FILE_NAME = re.compile(r"^(?P<color>green|yellow)_tripdata_(?P<month>\d{4}-\d{2})\.parquet$")
 
 
-def upload_month_file(s3, bucket: str, path: Path) -> str:
-    """Validate a local TLC file and store it under the key the flows look for; return its URI."""
+def upload_month_file(store: DataStore, path: Path) -> str:
+    """Validate a local TLC file and store it under the key the flows look for; return where."""
     match = FILE_NAME.match(path.name)
     if not match:
         raise TripDataError(
@@ -248,6 +238,4 @@ def upload_month_file(s3, bucket: str, path: Path) -> str:
             "TLC publishes it, so the flows can find it by month",
         )
     load_trips(str(path))
-    key = bucket_key(match["color"], match["month"])
-    s3.upload_file(str(path), bucket, key)
-    return f"s3://{bucket}/{key}"
+    return store.put_file(path, bucket_key(match["color"], match["month"]))

@@ -6,9 +6,10 @@ from datetime import UTC, datetime
 
 from prefect import flow, get_run_logger, task
 
-from flows.data import bucket_key, is_published, months_before, object_exists, official_url
+from flows.data import bucket_key, is_published, months_before, official_url
 from flows.retry import IO_RETRIES
-from flows.settings import Settings, s3_client
+from flows.settings import Settings
+from flows.store import data_store
 from flows.train import train
 
 # TLC publishes a month about two months after it ends; look back far enough for late releases.
@@ -17,11 +18,11 @@ LOOKBACK_MONTHS = 8
 
 @task(**IO_RETRIES)
 def newest_available_month(color: str, today: str) -> str:
-    """The newest month before ``today`` (YYYY-MM) that is in the data bucket or published."""
+    """The newest month before ``today`` (YYYY-MM) that is in the data store or published."""
     settings = Settings.from_env()
-    s3 = s3_client(settings.s3_endpoint_url) if settings.data_bucket else None
+    store = data_store(settings)
     for month in months_before(today, LOOKBACK_MONTHS + 1)[1:]:
-        if s3 and object_exists(s3, settings.data_bucket, bucket_key(color, month)):
+        if store and store.exists(bucket_key(color, month)):
             return month
         if is_published(official_url(settings.tlc_base_url, color, month)):
             return month

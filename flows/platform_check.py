@@ -7,12 +7,12 @@ import tempfile
 import uuid
 from pathlib import Path
 
-import boto3
 import mlflow
-from botocore.config import Config
 from prefect import flow, get_run_logger, task
 
 from flows.retry import IO_RETRIES
+from flows.settings import Settings
+from flows.store import data_store
 
 
 @task(**IO_RETRIES)
@@ -40,34 +40,31 @@ def read_probe_artifact(run_id: str) -> str:
 
 
 @task(**IO_RETRIES)
-def round_trip_data_bucket(bucket: str) -> int:
-    """Write, read back and delete one object in the data bucket; return its size."""
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=os.environ.get("S3_ENDPOINT_URL") or None,
-        config=Config(signature_version="s3v4"),
-    )
+def round_trip_data_store() -> int | None:
+    """Write, read back and delete one object in the data store; return its size."""
+    store = data_store(Settings.from_env())
+    if store is None:
+        return None
     key = f"_platform-check/{uuid.uuid4().hex}"
-    s3.put_object(Bucket=bucket, Key=key, Body=b"ok")
+    store.put_bytes(b"ok", key)
     try:
-        return len(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        return len(store.read_bytes(key))
     finally:
-        s3.delete_object(Bucket=bucket, Key=key)
+        store.delete(key)
 
 
 @flow(name="platform-check", log_prints=True)
 def platform_check(experiment_name: str = "platform-check") -> dict:
-    """Reach MLflow (tracking and artifact proxy) and the data bucket from where the flow runs."""
+    """Reach MLflow (tracking and artifact proxy) and the data store from where the flow runs."""
     logger = get_run_logger()
     run_id = log_probe_run(experiment_name)
     artifact_text = read_probe_artifact(run_id)
-    bucket = os.environ.get("DATA_BUCKET", "")
-    bucket_bytes = round_trip_data_bucket(bucket) if bucket else None
+    store_bytes = round_trip_data_store()
     result = {
         "tracking_uri": mlflow.get_tracking_uri(),
         "run_id": run_id,
         "artifact_text": artifact_text.strip(),
-        "data_bucket_bytes": bucket_bytes,
+        "data_store_bytes": store_bytes,
     }
     logger.info("platform check passed: %s", result)
     return result

@@ -10,11 +10,12 @@ TLC_BASE_URL = "https://d37ci6vzurychx.cloudfront.net/trip-data"
 
 @dataclass(frozen=True)
 class Settings:
-    """Where the flows find MLflow, the data bucket and the TLC files."""
+    """Where the flows find MLflow, the data bucket (or folder) and the TLC files."""
 
     model_name: str
     experiment_name: str
     data_bucket: str | None
+    data_dir: str | None
     s3_endpoint_url: str | None
     tlc_base_url: str
     mlflow_ui_url: str | None
@@ -26,6 +27,7 @@ class Settings:
             model_name=os.environ.get("MODEL_NAME", "taxi-trip-duration"),
             experiment_name=os.environ.get("MLFLOW_EXPERIMENT_NAME", "taxi-trip-duration"),
             data_bucket=os.environ.get("DATA_BUCKET") or None,
+            data_dir=os.environ.get("DATA_DIR") or None,
             s3_endpoint_url=os.environ.get("S3_ENDPOINT_URL") or None,
             tlc_base_url=os.environ.get("TLC_BASE_URL", TLC_BASE_URL).rstrip("/"),
             mlflow_ui_url=os.environ.get("MLFLOW_UI_URL") or None,

@@ -22,12 +22,13 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows import plots
-from flows.data import TripData, ensure_month_in_bucket, load_trips, official_url
+from flows.data import TripData, ensure_month_stored, load_trips, official_url
 from flows.features import model_input_columns
 from flows.model import DEFAULT_PARAMS, TripDurationRegressor, evaluate, train_model
 from flows.registry import register_challenger
 from flows.retry import IO_RETRIES
 from flows.settings import Settings, s3_client
+from flows.store import data_store
 
 FLOWS_DIR = Path(__file__).resolve().parent
 SERVING_PACKAGES = ("mlflow", "xgboost", "pandas", "numpy", "scikit-learn", "pyarrow")
@@ -50,18 +51,12 @@ class TrainResult:
 
 @task(**IO_RETRIES)
 def locate_month(color: str, month: str) -> str:
-    """The month's location: in the data bucket, fetched from TLC into it the first time."""
+    """The month's location: in the data store, fetched from TLC into it the first time."""
     settings = Settings.from_env()
-    if not settings.data_bucket:
+    store = data_store(settings)
+    if store is None:
         return official_url(settings.tlc_base_url, color, month)
-    return ensure_month_in_bucket(
-        s3_client(settings.s3_endpoint_url),
-        settings.data_bucket,
-        settings.tlc_base_url,
-        color,
-        month,
-        get_run_logger(),
-    )
+    return ensure_month_stored(store, settings.tlc_base_url, color, month, get_run_logger())
 
 
 @task(**IO_RETRIES)

@@ -32,6 +32,6 @@ def test_platform_check_flow_runs_against_the_servers(
             return run.state.type.value
 
     assert asyncio.run(recorded_state()) == "COMPLETED"
-    assert result["data_bucket_bytes"] == 2
+    assert result["data_store_bytes"] == 2
     assert result["artifact_text"].startswith("written by flow run")
     assert result["tracking_uri"] == tracking

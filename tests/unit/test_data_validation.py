@@ -124,7 +124,7 @@ def test_upload_refuses_names_the_flows_cannot_find(tmp_path):
     path = tmp_path / "january.parquet"
     path.write_bytes(GOOD.read_bytes())
     with pytest.raises(TripDataError, match="january.parquet: name must be"):
-        upload_month_file(s3=None, bucket="unused", path=path)
+        upload_month_file(store=None, path=path)
 
 
 def test_month_naming():
