@@ -23,10 +23,15 @@ LOCAL_CLIENT = set -a && . "$(LOCAL_DIR)/client.env" && set +a && $(UV) run --fr
 ifeq ($(LOCAL_RUNNING),yes)
   STACK_CHECK := local-check
   ON_WORKER := $(LOCAL_CLIENT)
+  SYNC_AUTOMATIONS := $(LOCAL_CLIENT) python infra/prefect/automations.py
 else
   STACK_CHECK := docker-check
   ON_WORKER := $(COMPOSE) exec -T worker
+  SYNC_AUTOMATIONS := $(COMPOSE) run --rm --no-deps prefect-automations
 endif
+BACKUP_DIR ?= backups
+FILE ?=
+RUN ?=
 
 .PHONY: help
 help: ## List the targets
@@ -64,6 +69,12 @@ local-check:
 .PHONY: deploy
 deploy: $(STACK_CHECK) ## Register the flows' deployments (prefect.yaml) with the worker's pool
 	$(ON_WORKER) prefect --no-prompt deploy --all
+	@$(SYNC_AUTOMATIONS)
+
+.PHONY: retry
+retry: $(STACK_CHECK) ## Run a crashed or failed flow run again, same parameters: RUN=<flow-run id or name>
+	@test -n "$(RUN)" || { echo 'usage: make retry RUN=<flow-run id or name>' >&2; exit 2; }
+	$(ON_WORKER) prefect flow-run retry "$(RUN)"
 
 .PHONY: upload-data
 upload-data: $(STACK_CHECK) ## Store local TLC files in the data bucket: FILES="green_tripdata_2021-01.parquet ..."
@@ -97,6 +108,15 @@ user-delete: docker-check ## Delete a teammate's MLflow account: NAME=alice
 	@test -n "$(NAME)" || { echo 'usage: make user-delete NAME=<username>' >&2; exit 2; }
 	@$(COMPOSE) run --rm --no-deps mlflow-users python infra/mlflow/users.py delete "$(NAME)"
 
+.PHONY: backup
+backup: docker-check ## Archive the databases and buckets of the running stack into BACKUP_DIR (backups/)
+	@python3 infra/backup/archive.py backup --env-file $(ENV_FILE) --dir $(BACKUP_DIR)
+
+.PHONY: restore
+restore: docker-check ## Replace the stack's databases and buckets with an archive: FILE=backups/....tar
+	@test -n "$(FILE)" || { echo 'usage: make restore FILE=backups/<project>-<time>.tar' >&2; exit 2; }
+	@python3 infra/backup/archive.py restore --env-file $(ENV_FILE) "$(FILE)"
+
 .PHONY: down
 down: ## Stop the services; data volumes are kept
 	$(COMPOSE) down
@@ -128,7 +148,11 @@ test: .venv/.synced ## Run the test suite (no Docker needed: it starts real serv
 
 .PHONY: e2e
 e2e: docker-check .venv/.synced ## Bring up a throwaway compose stack, test it end to end, remove it
-	$(UV) run --frozen pytest -m e2e tests/e2e $(PYTEST_ARGS)
+	$(UV) run --frozen pytest -m "e2e and not faults" tests/e2e $(PYTEST_ARGS)
+
+.PHONY: e2e-faults
+e2e-faults: docker-check .venv/.synced ## Outages, restarts, crashes, bad input, backups on a throwaway stack
+	$(UV) run --frozen pytest -m faults tests/e2e $(PYTEST_ARGS)
 
 .PHONY: lint
 lint: .venv/.synced ## Check style and common bugs

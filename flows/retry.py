@@ -23,10 +23,11 @@ def is_transient(task, task_run, state) -> bool:
     return True
 
 
-# No task caching either: every run must do its work (and hashing data frames or registry
-# objects for cache keys is wasted time).
+# Waits of 5, 10, 20 and 40 s: a task outlives a 60 s outage of MinIO or MLflow (on top of the
+# clients' own short retries). No task caching either: every run must do its work (and hashing
+# data frames or registry objects for cache keys is wasted time).
 IO_RETRIES = {
-    "retries": 3,
+    "retries": 4,
     "retry_delay_seconds": exponential_backoff(backoff_factor=5),
     "retry_condition_fn": is_transient,
     "cache_policy": NO_CACHE,

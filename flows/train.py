@@ -128,19 +128,41 @@ def run_url(run: mlflow.entities.Run) -> str:
     return f"{base}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
 
 
-@task(cache_policy=NO_CACHE)
+@task(**IO_RETRIES)
+def open_run(experiment_name: str) -> str:
+    """Create this training's MLflow run (RUNNING until it is logged); return its id.
+
+    Opened before fitting, so a worker that dies mid-training leaves a RUNNING run tagged with its
+    flow run, which the reaper flow marks FAILED once Prefect knows the flow run crashed.
+    """
+    experiment = mlflow.set_experiment(experiment_name)
+    return MlflowClient().create_run(experiment.experiment_id, tags=prefect_tags()).info.run_id
+
+
+def end_run_failed(run_id: str) -> None:
+    """Best effort: mark the run FAILED (the reaper does it later if MLflow is unreachable now)."""
+    try:
+        MlflowClient().set_terminated(run_id, status="FAILED")
+    except Exception as error:  # noqa: BLE001 (the flow's own error matters more)
+        get_run_logger().warning("could not mark MLflow run %s FAILED: %s", run_id, error)
+
+
+@task(**IO_RETRIES)
 def log_run(
+    run_id: str,
     model: TripDurationRegressor,
     train: TripData,
     val: TripData,
     predicted,
     metrics: dict[str, float],
     params: dict[str, Any],
-    settings: Settings,
 ) -> dict:
-    """Log params, data, metrics, pictures and the model to one MLflow run."""
-    mlflow.set_experiment(settings.experiment_name)
-    with mlflow.start_run(tags=prefect_tags()) as run:
+    """Log params, data, metrics, pictures and the model to the run; FINISHED when all is in.
+
+    Safe to retry after an outage: a retry resumes the same run and rewrites the same params,
+    metrics and artifact paths, so no second, half-logged run is left behind.
+    """
+    with mlflow.start_run(run_id=run_id) as run:
         mlflow.log_params(
             {
                 **params,
@@ -242,14 +264,20 @@ def train(
     settings = Settings.from_env()
     train_location = train_path or locate_month(color, _required(train_month, "train_month"))
     val_location = val_path or locate_month(color, _required(val_month, "val_month"))
+    # Bad data stops the flow here, before any MLflow run exists.
     train_data, val_data = load(train_location), load(val_location)
     chosen = {
         **{k: v for k, v in DEFAULT_PARAMS.items() if k != "early_stopping_rounds"},
         **(params or {}),
     }
-    model = fit(train_data.trips, params or {})
-    predicted, metrics = score(model, val_data.trips)
-    logged = log_run(model, train_data, val_data, predicted, metrics, chosen, settings)
+    run_id = open_run(settings.experiment_name)
+    try:
+        model = fit(train_data.trips, params or {})
+        predicted, metrics = score(model, val_data.trips)
+        logged = log_run(run_id, model, train_data, val_data, predicted, metrics, chosen)
+    except BaseException:
+        end_run_failed(run_id)
+        raise
     name = model_name or settings.model_name
     version = register(logged, metrics["rmse"], name)
     result = TrainResult(

@@ -103,6 +103,8 @@ def client_settings(stack: LocalStack, env: dict[str, str]) -> dict[str, str]:
         "APP_DIR": str(REPO_ROOT),
         "PREFECT_HOME": str(stack.data_dir / "prefect"),
     }
+    if env.get("NOTIFY_WEBHOOK_URL"):
+        settings["NOTIFY_WEBHOOK_URL"] = env["NOTIFY_WEBHOOK_URL"]
     s3 = s3_settings(env)
     if s3:
         settings |= s3 | {"DATA_BUCKET": env.get("DATA_BUCKET") or "taxi-data"}
@@ -132,6 +134,8 @@ def services_settings(stack: LocalStack, env: dict[str, str]) -> dict[str, str]:
         or f"sqlite+aiosqlite:///{stack.data_dir / 'prefect' / 'prefect.db'}",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_UI_API_URL": stack.prefect_api_url,
+        # Flow runs send heartbeats, so the zombie automation can mark a lost run Crashed.
+        "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30",
     }
 
 
@@ -265,6 +269,11 @@ def up(stack: LocalStack, env: dict[str, str]) -> int:
         down(stack)
         print(f"make local: {error}", file=sys.stderr)
         return 1
+    subprocess.run(
+        [sys.executable, str(REPO_ROOT / "infra" / "prefect" / "automations.py")],
+        env={**os.environ, **client_settings(stack, env)},
+        check=True,
+    )
     print(f"\nMLflow   {stack.mlflow_url}\nPrefect  http://127.0.0.1:{stack.prefect_port}")
     return 0
 

@@ -1,0 +1,234 @@
+"""`make backup` and `make restore`: the stack's databases and buckets in one archive.
+
+    python3 infra/backup/archive.py backup  --env-file .env [--dir backups]
+    python3 infra/backup/archive.py restore --env-file .env FILE
+
+The archive (`<project>-<UTC time>.tar`) holds one `pg_dump -Fc` per database, `buckets.tar`
+(every object of the artifact and data buckets) and `manifest.json` (sizes and sha256 of each).
+Backups run on a live stack: the databases are dumped first, then the buckets are copied, so
+every artifact the dumps refer to is in the archive. Restore stops MLflow, Prefect and the
+worker, replaces the databases and the buckets' contents, and starts them again.
+
+Runs on the host with the standard library only; the work happens in the stack's containers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shlex
+import subprocess
+import sys
+import tarfile
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+APP_SERVICES = ["mlflow", "prefect-server", "worker"]
+
+
+def read_env(path: Path) -> dict[str, str]:
+    """The KEY=value settings of an env file."""
+    settings = {}
+    for line in path.read_text().splitlines():
+        if "=" in line and not line.lstrip().startswith("#"):
+            key, value = line.split("=", 1)
+            settings[key.strip()] = value.split(" #", 1)[0].strip()
+    return settings
+
+
+class Stack:
+    """Runs commands in the compose stack's containers."""
+
+    def __init__(self, compose: list[str], env: dict[str, str]) -> None:
+        self.compose, self.env = compose, env
+
+    def run(self, *args: str, stdin=None, stdout=None) -> subprocess.CompletedProcess:
+        """`docker compose ARGS`, failing loudly with its error output."""
+        result = subprocess.run(
+            [*self.compose, *args],
+            stdin=stdin,
+            stdout=stdout if stdout is not None else subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        if result.returncode != 0:
+            command = shlex.join(["docker compose", *args])
+            raise SystemExit(f"{command} failed:\n{result.stderr.decode(errors='replace')}")
+        return result
+
+    def databases(self) -> dict[str, str]:
+        """Each service database and the role that owns it."""
+        mlflow = self.env.get("MLFLOW_DB_USER") or "mlflow"
+        prefect = self.env.get("PREFECT_DB_USER") or "prefect"
+        return {mlflow: mlflow, f"{mlflow}_auth": mlflow, prefect: prefect}
+
+    def psql(self, sql: str) -> None:
+        """Run SQL as the superuser, in the postgres container."""
+        self.run(
+            "exec", "-T", "postgres", "psql", "-U", "postgres", "-v", "ON_ERROR_STOP=1", "-c", sql
+        )
+
+
+def sha256(path: Path) -> str:
+    """The hex sha256 of a file."""
+    digest = hashlib.sha256()
+    with path.open("rb") as data:
+        for block in iter(lambda: data.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def bucket_manifest(buckets_tar: Path) -> dict[str, dict]:
+    """Size and sha256 of each object in the exported bucket stream."""
+    objects = {}
+    with tarfile.open(buckets_tar, mode="r|") as archive:
+        for member in archive:
+            if member.isfile():
+                digest = hashlib.sha256(archive.extractfile(member).read()).hexdigest()
+                objects[member.name] = {"size": member.size, "sha256": digest}
+    return objects
+
+
+def backup(stack: Stack, target_dir: Path) -> Path:
+    """Write one archive of the databases and the buckets; return its path."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    project = stack.env.get("COMPOSE_PROJECT_NAME") or "taxi-mlops"
+    target_dir.mkdir(parents=True, exist_ok=True)
+    target = target_dir / f"{project}-{stamp}.tar"
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        manifest = {"created": stamp, "project": project, "databases": {}, "objects": {}}
+        for database, owner in stack.databases().items():
+            dump = work / f"{database}.dump"
+            with dump.open("wb") as out:
+                stack.run(
+                    "exec",
+                    "-T",
+                    "postgres",
+                    "pg_dump",
+                    "-U",
+                    "postgres",
+                    "-Fc",
+                    database,
+                    stdout=out,
+                )
+            manifest["databases"][database] = {
+                "owner": owner,
+                "size": dump.stat().st_size,
+                "sha256": sha256(dump),
+            }
+            print(f"database {database}: {dump.stat().st_size / 1e6:.1f} MB", flush=True)
+        buckets = work / "buckets.tar"
+        with buckets.open("wb") as out:
+            stack.run(
+                "run",
+                "--rm",
+                "--no-deps",
+                "-T",
+                "create-buckets",
+                "python",
+                "infra/backup/buckets.py",
+                "export",
+                stdout=out,
+            )
+        manifest["objects"] = bucket_manifest(buckets)
+        print(
+            f"buckets: {len(manifest['objects'])} objects, {buckets.stat().st_size / 1e6:.1f} MB",
+            flush=True,
+        )
+        (work / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        partial = target.with_name(target.name + ".partial")
+        with tarfile.open(partial, "w") as archive:
+            for path in sorted(work.iterdir()):
+                archive.add(path, arcname=path.name)
+        partial.rename(target)  # an archive that exists is complete
+    return target
+
+
+def checked_members(archive_path: Path, work: Path) -> dict:
+    """Unpack the archive into ``work`` and verify it against its manifest; return the manifest."""
+    try:
+        with tarfile.open(archive_path) as archive:
+            archive.extractall(work, filter="data")
+    except (tarfile.TarError, OSError) as error:
+        raise SystemExit(f"{archive_path}: not a readable backup archive ({error})") from error
+    manifest_path = work / "manifest.json"
+    if not manifest_path.is_file():
+        raise SystemExit(f"{archive_path}: no manifest.json, not made by `make backup`")
+    manifest = json.loads(manifest_path.read_text())
+    for database, entry in manifest["databases"].items():
+        dump = work / f"{database}.dump"
+        if not dump.is_file() or sha256(dump) != entry["sha256"]:
+            raise SystemExit(f"{archive_path}: {database}.dump is missing or damaged")
+    if bucket_manifest(work / "buckets.tar") != manifest["objects"]:
+        raise SystemExit(f"{archive_path}: buckets.tar does not match its manifest")
+    return manifest
+
+
+def restore(stack: Stack, archive_path: Path) -> None:
+    """Replace the stack's databases and bucket contents with the archive's."""
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        manifest = checked_members(archive_path, work)  # nothing is touched before this passes
+        print(f"restoring {archive_path.name} (made {manifest['created']})", flush=True)
+        stack.run("stop", *APP_SERVICES)
+        for database, entry in manifest["databases"].items():
+            owner = stack.databases().get(database, entry["owner"])
+            stack.psql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            stack.psql(f'CREATE DATABASE "{database}" OWNER "{owner}"')
+            with (work / f"{database}.dump").open("rb") as dump:
+                stack.run(
+                    "exec",
+                    "-T",
+                    "postgres",
+                    "pg_restore",
+                    "-U",
+                    "postgres",
+                    "--dbname",
+                    database,
+                    "--no-owner",
+                    f"--role={owner}",
+                    "--exit-on-error",
+                    stdin=dump,
+                )
+            print(f"database {database}: restored", flush=True)
+        with (work / "buckets.tar").open("rb") as buckets:
+            stack.run(
+                "run",
+                "--rm",
+                "--no-deps",
+                "-T",
+                "create-buckets",
+                "python",
+                "infra/backup/buckets.py",
+                "import",
+                stdin=buckets,
+            )
+        print(f"buckets: {len(manifest['objects'])} objects restored", flush=True)
+    # Starts the stopped services; the one-shot jobs re-apply roles and the worker's account.
+    stack.run("up", "--detach", "--wait", "--wait-timeout", "300")
+    print("stack is back up", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("command", choices=["backup", "restore"])
+    parser.add_argument("file", nargs="?", type=Path, help="restore: the archive")
+    parser.add_argument("--env-file", type=Path, default=Path(".env"))
+    parser.add_argument("--dir", type=Path, default=Path("backups"), help="backup: where to write")
+    args = parser.parse_args(argv)
+    stack = Stack(["docker", "compose", "--env-file", str(args.env_file)], read_env(args.env_file))
+    if args.command == "backup":
+        print(f"backup written: {backup(stack, args.dir)}")
+        return 0
+    if args.file is None or not args.file.is_file():
+        parser.error(f"restore needs an existing archive: FILE={args.file or ''}")
+    restore(stack, args.file)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
