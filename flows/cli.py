@@ -45,11 +45,14 @@ def run_training(color: str, train_month: str, val_month: str, timeout_s: int) -
     if not flow_run.state.is_completed():
         print(flow_run.state.message or "", file=sys.stderr)
         return 1
-    # The flow tags its MLflow run with the Prefect flow-run id: follow that link back.
+    # The flow tags its MLflow run with the Prefect flow-run id: follow that link back (a retried
+    # flow run may also have a FAILED run from its crashed attempt).
     runs = mlflow.search_runs(
         search_all_experiments=True,
         output_format="list",
-        filter_string=f"tags.`prefect.flow_run_id` = '{flow_run.id}'",
+        filter_string=(
+            f"tags.`prefect.flow_run_id` = '{flow_run.id}' and attributes.status = 'FINISHED'"
+        ),
     )
     if not runs:
         print("no MLflow run is tagged with this flow run", file=sys.stderr)

@@ -89,7 +89,7 @@ def read_bytes(location: str, s3=None) -> bytes:
     parsed = urlparse(location)
     try:
         if parsed.scheme == "s3":
-            return s3.get_object(Bucket=parsed.netloc, Key=parsed.path.lstrip("/"))["Body"].read()
+            return read_object(s3, location)
         if parsed.scheme in ("http", "https"):
             response = requests.get(location, timeout=60)
             response.raise_for_status()
@@ -99,6 +99,21 @@ def read_bytes(location: str, s3=None) -> bytes:
         raise TripDataError(location, "file not found") from error
     except IsADirectoryError as error:
         raise TripDataError(location, "is a directory, not a parquet file") from error
+
+
+def read_object(s3, location: str) -> bytes:
+    """The bytes of an ``s3://bucket/key`` object; a missing object or bucket is bad input."""
+    from botocore.exceptions import ClientError
+
+    parsed = urlparse(location)
+    try:
+        return s3.get_object(Bucket=parsed.netloc, Key=parsed.path.lstrip("/"))["Body"].read()
+    except ClientError as error:
+        code = error.response["Error"]["Code"]
+        if code in {"NoSuchKey", "NoSuchBucket", "404"}:
+            problem = "file not found" if code != "NoSuchBucket" else "bucket not found"
+            raise TripDataError(location, problem) from error
+        raise
 
 
 def read_parquet(location: str, data: bytes) -> pd.DataFrame:

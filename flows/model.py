@@ -70,6 +70,14 @@ def train_model(
     return model
 
 
+def trees_used(model: xgb.XGBRegressor) -> int:
+    """Trees the model predicts with: up to the best iteration under early stopping, else all."""
+    try:
+        return model.best_iteration + 1
+    except AttributeError:  # trained without early stopping (early_stopping_rounds=None)
+        return model.get_booster().num_boosted_rounds()
+
+
 def evaluate(predicted: np.ndarray, actual: pd.Series) -> dict[str, float]:
     """Validation metrics in minutes: rmse (the one we compare), mae and r2."""
     return {

@@ -24,7 +24,13 @@ from prefect.cache_policies import NO_CACHE
 from flows import plots
 from flows.data import TripData, ensure_month_stored, load_trips, official_url
 from flows.features import model_input_columns
-from flows.model import DEFAULT_PARAMS, TripDurationRegressor, evaluate, train_model
+from flows.model import (
+    DEFAULT_PARAMS,
+    TripDurationRegressor,
+    evaluate,
+    train_model,
+    trees_used,
+)
 from flows.registry import register_challenger
 from flows.retry import IO_RETRIES
 from flows.settings import Settings, s3_client
@@ -77,7 +83,7 @@ def fit(trips: pd.DataFrame, params: dict[str, Any]) -> TripDurationRegressor:
     started = time.perf_counter()
     model = train_model(trips, params)
     get_run_logger().info(
-        "trained %d trees in %.1fs", model.best_iteration + 1, time.perf_counter() - started
+        "trained %d trees in %.1fs", trees_used(model), time.perf_counter() - started
     )
     return model
 
@@ -166,7 +172,7 @@ def log_run(
         mlflow.log_params(
             {
                 **params,
-                "best_iteration": model.best_iteration,
+                "trees_used": trees_used(model),
                 "train_uri": train.source,
                 "val_uri": val.source,
             }

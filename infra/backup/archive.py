@@ -166,6 +166,43 @@ def checked_members(archive_path: Path, work: Path) -> dict:
     return manifest
 
 
+def replace_contents(stack: Stack, manifest: dict, work: Path) -> None:
+    """Drop and reload each database from its dump, then replace the buckets' objects."""
+    for database, entry in manifest["databases"].items():
+        owner = stack.databases().get(database, entry["owner"])
+        stack.psql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        stack.psql(f'CREATE DATABASE "{database}" OWNER "{owner}"')
+        with (work / f"{database}.dump").open("rb") as dump:
+            stack.run(
+                "exec",
+                "-T",
+                "postgres",
+                "pg_restore",
+                "-U",
+                "postgres",
+                "--dbname",
+                database,
+                "--no-owner",
+                f"--role={owner}",
+                "--exit-on-error",
+                stdin=dump,
+            )
+        print(f"database {database}: restored", flush=True)
+    with (work / "buckets.tar").open("rb") as buckets:
+        stack.run(
+            "run",
+            "--rm",
+            "--no-deps",
+            "-T",
+            "create-buckets",
+            "python",
+            "infra/backup/buckets.py",
+            "import",
+            stdin=buckets,
+        )
+    print(f"buckets: {len(manifest['objects'])} objects restored", flush=True)
+
+
 def restore(stack: Stack, archive_path: Path) -> None:
     """Replace the stack's databases and bucket contents with the archive's."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -173,39 +210,13 @@ def restore(stack: Stack, archive_path: Path) -> None:
         manifest = checked_members(archive_path, work)  # nothing is touched before this passes
         print(f"restoring {archive_path.name} (made {manifest['created']})", flush=True)
         stack.run("stop", *APP_SERVICES)
-        for database, entry in manifest["databases"].items():
-            owner = stack.databases().get(database, entry["owner"])
-            stack.psql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-            stack.psql(f'CREATE DATABASE "{database}" OWNER "{owner}"')
-            with (work / f"{database}.dump").open("rb") as dump:
-                stack.run(
-                    "exec",
-                    "-T",
-                    "postgres",
-                    "pg_restore",
-                    "-U",
-                    "postgres",
-                    "--dbname",
-                    database,
-                    "--no-owner",
-                    f"--role={owner}",
-                    "--exit-on-error",
-                    stdin=dump,
-                )
-            print(f"database {database}: restored", flush=True)
-        with (work / "buckets.tar").open("rb") as buckets:
-            stack.run(
-                "run",
-                "--rm",
-                "--no-deps",
-                "-T",
-                "create-buckets",
-                "python",
-                "infra/backup/buckets.py",
-                "import",
-                stdin=buckets,
-            )
-        print(f"buckets: {len(manifest['objects'])} objects restored", flush=True)
+        try:
+            replace_contents(stack, manifest, work)
+        except SystemExit as error:
+            raise SystemExit(
+                f"{error}\nThe restore stopped midway; MLflow, Prefect and the worker stay "
+                "stopped. Fix the cause and run `make restore` again: it starts over."
+            ) from error
     # Starts the stopped services; the one-shot jobs re-apply roles and the worker's account.
     stack.run("up", "--detach", "--wait", "--wait-timeout", "300")
     print("stack is back up", flush=True)
@@ -219,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("file", nargs="?", type=Path, help="restore: the archive")
     parser.add_argument("--env-file", type=Path, default=Path(".env"))
     parser.add_argument("--dir", type=Path, default=Path("backups"), help="backup: where to write")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # FILE may follow the options
     stack = Stack(["docker", "compose", "--env-file", str(args.env_file)], read_env(args.env_file))
     if args.command == "backup":
         print(f"backup written: {backup(stack, args.dir)}")

@@ -11,13 +11,17 @@ Objects are streamed one at a time, so memory stays flat whatever the bucket hol
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tarfile
+import tempfile
 import time
 from typing import IO
 
 import boto3
 from botocore.config import Config
+
+SPOOL_BYTES = 64 << 20  # objects above this go through a temporary file
 
 
 def s3_client():
@@ -85,7 +89,11 @@ def restore(s3, source: IO[bytes]) -> int:
             bucket, _, key = member.name.partition("/")
             if bucket not in known or not key:
                 raise SystemExit(f"buckets.tar: {member.name} is not in {sorted(known)}")
-            s3.upload_fileobj(archive.extractfile(member), bucket, key)
+            # Spooled: boto3 wants a seekable file, a tar stream is not; memory stays bounded.
+            with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
+                shutil.copyfileobj(archive.extractfile(member), spool)
+                spool.seek(0)
+                s3.upload_fileobj(spool, bucket, key)
             count += 1
     return count
 

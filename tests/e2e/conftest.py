@@ -19,6 +19,8 @@ sys.path.insert(0, str(REPO_ROOT / "infra"))
 import make_env  # noqa: E402
 
 PROJECT = "taxi-mlops-e2e"
+# The fault tests' webhook receiver: a container on the stack's network, started by a fixture.
+RECEIVER = f"{PROJECT}-receiver"
 
 
 @dataclass
@@ -30,15 +32,20 @@ class Stack:
     prefect_api_url: str
 
     def compose(self, *args: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
-        """Run ``docker compose`` against this stack."""
-        return subprocess.run(
+        """Run ``docker compose`` against this stack; with ``check``, fail showing its errors."""
+        result = subprocess.run(
             ["docker", "compose", "--env-file", str(self.env_file), *args],
             cwd=REPO_ROOT,
-            check=check,
             text=True,
             capture_output=True,
             **kwargs,
         )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"docker compose {' '.join(args)[:300]} failed ({result.returncode}):\n"
+                f"{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+            )
+        return result
 
     def make(self, target: str, *variables: str) -> subprocess.CompletedProcess:
         """Run a Makefile target against this stack, as a user would."""
@@ -99,6 +106,7 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
         "MLFLOW_PORT": str(mlflow_port),
         "PREFECT_PORT": str(prefect_port),
         "APP_IMAGE": "taxi-mlops/app:e2e",
+        "NOTIFY_WEBHOOK_URL": f"http://{RECEIVER}:8000/hook",
     }
     for name in ("PYTHON_IMAGE", "POSTGRES_IMAGE", "MINIO_IMAGE"):  # CI's stand-in images
         if os.environ.get(name):

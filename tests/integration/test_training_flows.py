@@ -183,3 +183,13 @@ def test_unpublished_month_fails_clearly(flow_env, tlc_site, monkeypatch):
     monkeypatch.setenv("TLC_BASE_URL", tlc_site[0])
     with pytest.raises(TripDataError, match="green_tripdata_2030-01.parquet: not published"):
         train.with_options(retries=0)(train_month="2030-01", val_month="2021-02")
+
+
+def test_a_missing_bucket_object_is_bad_input_not_an_outage(s3):
+    """No retries for a key that is not there: the error names it at once."""
+    from flows.data import load_trips
+
+    s3.client().create_bucket(Bucket="missing-objects")
+    location = "s3://missing-objects/green_tripdata_2030-01.parquet"
+    with pytest.raises(TripDataError, match=f"{location}: file not found"):
+        load_trips(location, s3.client())

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from flows.data import load_trips
-from flows.model import evaluate, train_model
+from flows.model import evaluate, train_model, trees_used
 from tests.conftest import TLC_DATA
 
 
@@ -51,3 +51,11 @@ def test_longer_trips_are_predicted_to_take_longer(model, months):
     trip = months[1].trips.head(1)
     far = trip.assign(trip_distance=trip["trip_distance"] + 10)
     assert model.predict(far)[0] > model.predict(trip)[0]
+
+
+def test_trees_used_with_and_without_early_stopping(model, months):
+    assert 0 < trees_used(model) <= 600  # stopped early, on the training month's latest slice
+    plain = train_model(
+        months[0].trips.head(5000), {"n_estimators": 7, "early_stopping_rounds": None}, n_jobs=2
+    )
+    assert trees_used(plain) == 7
