@@ -95,16 +95,42 @@ class Stack:
         )
 
 
+def bridge_gateway() -> str:
+    """The host's address on Docker's default bridge network (e.g. 172.17.0.1)."""
+    out = subprocess.run(
+        [
+            "docker",
+            "network",
+            "inspect",
+            "bridge",
+            "--format",
+            "{{(index .IPAM.Config 0).Gateway}}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return out.stdout.strip()
+
+
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory) -> Iterator[Stack]:
     """`make up` on fresh settings and ports; `docker compose down -v` at the end."""
     workdir = tmp_path_factory.mktemp("e2e")
     mlflow_port, prefect_port = free_port(), free_port()
     env_file = workdir / "e2e.env"
+    # Shared as the README's "Share with your team" says, on the address containers reach the
+    # host at (Docker's bridge gateway): teammates in other containers use the same URLs as the
+    # host, and nothing is published beyond this machine.
+    host = bridge_gateway()
     overrides = {
         "COMPOSE_PROJECT_NAME": PROJECT,
         "MLFLOW_PORT": str(mlflow_port),
         "PREFECT_PORT": str(prefect_port),
+        "BIND_ADDRESS": host,
+        "MLFLOW_EXTRA_ALLOWED_HOSTS": f"{host},{host}:{mlflow_port}",
+        "MLFLOW_UI_URL": f"http://{host}:{mlflow_port}",
+        "PREFECT_UI_API_URL": f"http://{host}:{prefect_port}/api",
         "APP_IMAGE": "taxi-mlops/app:e2e",
         "NOTIFY_WEBHOOK_URL": f"http://{RECEIVER}:8000/hook",
     }
@@ -114,8 +140,8 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
     env_file.write_text(make_env.render((REPO_ROOT / ".env.example").read_text(), overrides))
     stack = Stack(
         env_file=env_file,
-        mlflow_url=f"http://127.0.0.1:{mlflow_port}",
-        prefect_api_url=f"http://127.0.0.1:{prefect_port}/api",
+        mlflow_url=f"http://{host}:{mlflow_port}",
+        prefect_api_url=f"http://{host}:{prefect_port}/api",
     )
     try:
         up = subprocess.run(
@@ -131,13 +157,27 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
         stack.compose("down", "--volumes", "--remove-orphans", check=False)
 
 
-def published_ports(stack: Stack) -> dict[str, list[int]]:
-    """Host ports each service publishes."""
+def publishers(stack: Stack) -> list[tuple[str, str, int]]:
+    """(service, host address, host port) of every port the stack publishes."""
     rows = stack.compose("ps", "--all", "--format", "json").stdout
     services = [json.loads(line) for line in rows.splitlines() if line.strip()]
-    return {
-        s["Service"]: sorted(
-            {p["PublishedPort"] for p in s.get("Publishers") or [] if p.get("PublishedPort")}
-        )
+    return [
+        (s["Service"], p["URL"], p["PublishedPort"])
         for s in services
-    }
+        for p in s.get("Publishers") or []
+        if p.get("PublishedPort")
+    ]
+
+
+def published_ports(stack: Stack) -> dict[str, list[int]]:
+    """Host ports each service publishes (services without any map to [])."""
+    rows = stack.compose("ps", "--all", "--format", "{{.Service}}").stdout.split()
+    ports: dict[str, list[int]] = {service: [] for service in rows}
+    for service, _, port in publishers(stack):
+        ports[service] = sorted({*ports[service], port})
+    return ports
+
+
+def published_addresses(stack: Stack) -> set[str]:
+    """Host addresses any service publishes on."""
+    return {address for _, address, _ in publishers(stack)}

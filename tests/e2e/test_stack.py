@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from tests.conftest import REPO_ROOT
-from tests.e2e.conftest import published_ports
+from tests.e2e.conftest import published_addresses, published_ports
 
 pytestmark = pytest.mark.e2e
 
@@ -38,6 +38,7 @@ def test_only_mlflow_and_prefect_are_published(stack):
     assert ports.pop("mlflow") == [int(env["MLFLOW_PORT"])]
     assert ports.pop("prefect-server") == [int(env["PREFECT_PORT"])]
     assert all(not published for published in ports.values()), ports
+    assert published_addresses(stack) == {env["BIND_ADDRESS"]}  # never 0.0.0.0 unless asked
 
 
 def test_host_client_with_only_the_url_round_trips_artifacts(stack, tmp_path, monkeypatch):
@@ -78,7 +79,7 @@ def test_uis_are_served_to_the_host(stack):
     settings = requests.get(f"{base}/ui-settings", timeout=10).json()
     assert settings["available_uis"], settings
     assert settings["auth"] == "BASIC"  # the UI asks for the auth string
-    assert settings["api_url"] == f"http://localhost:{stack.env()['PREFECT_PORT']}/api"
+    assert settings["api_url"] == stack.prefect_api_url  # PREFECT_UI_API_URL, as shared
     page = requests.get(f"{base}/", headers={"Accept": "text/html"}, timeout=10)
     assert page.status_code == 200 and "<html" in page.text.lower()
     anonymous = requests.get(stack.mlflow_url, timeout=10)

@@ -29,8 +29,7 @@ def test_make_train_on_the_worker_produces_a_champion(stack, monkeypatch):
     )
     assert report["champion"].strip() == "yes", trained.stdout
     assert float(report["rmse"]) < 6.10
-    mlflow_port = stack.env()["MLFLOW_PORT"]
-    assert f"http://localhost:{mlflow_port}/#/experiments/" in report["MLflow run"]
+    assert f"{stack.mlflow_url}/#/experiments/" in report["MLflow run"]  # MLFLOW_UI_URL
 
     # A teammate on the host, with nothing but the tracking URL, loads and uses the champion.
     stack.use_mlflow_as_admin(monkeypatch)
