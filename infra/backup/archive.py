@@ -63,6 +63,14 @@ class Stack:
         prefect = self.env.get("PREFECT_DB_USER") or "prefect"
         return {mlflow: mlflow, f"{mlflow}_auth": mlflow, prefect: prefect}
 
+    def buckets(self, command: str, **streams) -> None:
+        """`infra/backup/buckets.py export|import` in a one-off container holding the S3 key."""
+        self.run(
+            "run", "--rm", "--no-deps", "-T", "create-buckets",
+            "python", "infra/backup/buckets.py", command,
+            **streams,
+        )  # fmt: skip
+
     def psql(self, sql: str) -> None:
         """Run SQL as the superuser, in the postgres container."""
         self.run(
@@ -121,17 +129,7 @@ def backup(stack: Stack, target_dir: Path) -> Path:
             print(f"database {database}: {dump.stat().st_size / 1e6:.1f} MB", flush=True)
         buckets = work / "buckets.tar"
         with buckets.open("wb") as out:
-            stack.run(
-                "run",
-                "--rm",
-                "--no-deps",
-                "-T",
-                "create-buckets",
-                "python",
-                "infra/backup/buckets.py",
-                "export",
-                stdout=out,
-            )
+            stack.buckets("export", stdout=out)
         manifest["objects"] = bucket_manifest(buckets)
         print(
             f"buckets: {len(manifest['objects'])} objects, {buckets.stat().st_size / 1e6:.1f} MB",
@@ -189,17 +187,7 @@ def replace_contents(stack: Stack, manifest: dict, work: Path) -> None:
             )
         print(f"database {database}: restored", flush=True)
     with (work / "buckets.tar").open("rb") as buckets:
-        stack.run(
-            "run",
-            "--rm",
-            "--no-deps",
-            "-T",
-            "create-buckets",
-            "python",
-            "infra/backup/buckets.py",
-            "import",
-            stdin=buckets,
-        )
+        stack.buckets("import", stdin=buckets)
     print(f"buckets: {len(manifest['objects'])} objects restored", flush=True)
 
 

@@ -16,6 +16,7 @@ import argparse
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -224,26 +225,17 @@ def create_buckets(settings: dict[str, str]) -> None:
     )
 
 
-def up(stack: LocalStack, env: dict[str, str]) -> int:
-    """Start honcho in the background with the Procfile and wait until the stack answers."""
-    if pid := running_pid(stack):
-        print(f"already running (honcho pid {pid}, data in {stack.data_dir})")
-        return 0
-    for port in (stack.mlflow_port, stack.prefect_port):
-        if answers(f"http://127.0.0.1:{port}/"):
-            print(
-                f"port {port} is taken; choose another (MLFLOW_PORT / PREFECT_PORT)",
-                file=sys.stderr,
-            )
-            return 1
-    settings = services_settings(stack, env)
-    for folder in ("logs", "prefect", "data", "artifacts"):
-        (stack.data_dir / folder).mkdir(parents=True, exist_ok=True)
-    write_env_file(stack.services_env, settings)
-    write_env_file(stack.client_env, client_settings(stack, env))
-    create_buckets(settings)
+def port_in_use(port: int) -> bool:
+    """True when something accepts connections on 127.0.0.1:``port``."""
+    with socket.socket() as probe:
+        probe.settimeout(1)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def start_honcho(stack: LocalStack) -> subprocess.Popen:
+    """honcho running the Procfile in its own session, so it outlives `make local`."""
     log = stack.log_file.open("ab")
-    process = subprocess.Popen(
+    return subprocess.Popen(
         [
             str(BIN_DIR / "honcho"),
             "start",
@@ -258,9 +250,30 @@ def up(stack: LocalStack, env: dict[str, str]) -> int:
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
-        start_new_session=True,  # outlives this command; `make local-down` stops it
+        start_new_session=True,  # `make local-down` stops it
         cwd=REPO_ROOT,
     )
+
+
+def up(stack: LocalStack, env: dict[str, str]) -> int:
+    """Start honcho in the background with the Procfile and wait until the stack answers."""
+    if pid := running_pid(stack):
+        print(f"already running (honcho pid {pid}, data in {stack.data_dir})")
+        return 0
+    for port in (stack.mlflow_port, stack.prefect_port):
+        if port_in_use(port):
+            print(
+                f"port {port} is taken; choose another (MLFLOW_PORT / PREFECT_PORT)",
+                file=sys.stderr,
+            )
+            return 1
+    settings = services_settings(stack, env)
+    for folder in ("logs", "prefect", "data", "artifacts"):
+        (stack.data_dir / folder).mkdir(parents=True, exist_ok=True)
+    write_env_file(stack.services_env, settings)
+    write_env_file(stack.client_env, client_settings(stack, env))
+    create_buckets(settings)
+    process = start_honcho(stack)
     stack.pid_file.write_text(str(process.pid))
     print(f"starting the local stack (data in {stack.data_dir}, log {stack.log_file})", flush=True)
     try:

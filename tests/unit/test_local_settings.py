@@ -76,3 +76,14 @@ def test_alive_counts_running_processes_but_not_exited_ones():
         running.kill()
         running.wait()
         exited.wait()
+
+
+def test_a_taken_port_is_detected_whatever_answers_on_it():
+    import socket
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        assert stack.port_in_use(port)  # not HTTP at all, still taken
+    assert not stack.port_in_use(port)
