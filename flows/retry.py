@@ -24,8 +24,9 @@ def is_transient(task, task_run, state) -> bool:
 
 
 # Waits of 5, 10, 20 and 40 s: a task outlives a 60 s outage of MinIO or MLflow, on top of the
-# clients' own retries (boto3's last seconds; MLflow's client backs off for minutes). No task caching either: every run must do its work (and hashing
-# data frames or registry objects for cache keys is wasted time).
+# clients' own retries (boto3's last seconds; MLflow's client backs off for minutes). No task
+# caching either: every run must do its work (and hashing data frames or registry objects for
+# cache keys is wasted time).
 IO_RETRIES = {
     "retries": 4,
     "retry_delay_seconds": exponential_backoff(backoff_factor=5),
