@@ -8,6 +8,7 @@ S3_ENDPOINT_URL the artifacts and trip files go to S3 buckets, as in the compose
     python infra/local/stack.py up      start (detached), wait until every service answers
     python infra/local/stack.py down    stop; the data directory stays
     python infra/local/stack.py status  exit 0 when the stack of LOCAL_DIR is running
+    python infra/local/stack.py wait-for URL   block until URL answers (the Procfile's worker)
 """
 
 from __future__ import annotations
