@@ -140,6 +140,7 @@ def backup(stack: Stack, target_dir: Path) -> Path:
         with tarfile.open(partial, "w") as archive:
             for path in sorted(work.iterdir()):
                 archive.add(path, arcname=path.name)
+        partial.chmod(0o600)  # it holds MLflow's password hashes and every run's data
         partial.rename(target)  # an archive that exists is complete
     return target
 
