@@ -167,10 +167,13 @@ def checked_members(archive_path: Path, work: Path) -> dict:
 
 def replace_contents(stack: Stack, manifest: dict, work: Path) -> None:
     """Drop and reload each database from its dump, then replace the buckets' objects."""
+    for database in manifest["databases"]:
+        stack.psql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    # Recreated empty by the stack's own init job: owner and REVOKE ... FROM PUBLIC as on `make up`
+    # (a dump of one database carries neither).
+    stack.run("run", "--rm", "--no-deps", "-T", "postgres-init")
     for database, entry in manifest["databases"].items():
         owner = stack.databases().get(database, entry["owner"])
-        stack.psql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        stack.psql(f'CREATE DATABASE "{database}" OWNER "{owner}"')
         with (work / f"{database}.dump").open("rb") as dump:
             stack.run(
                 "exec",

@@ -7,6 +7,7 @@ The tests share one stack and run in file order; each prints the window it cover
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -77,28 +78,28 @@ def flow_run_state(flow_run_id: UUID):
         return client.read_flow_run(flow_run_id).state
 
 
-def wait_for_state(flow_run_id: UUID, names: set[str], timeout_s: float):
-    """Poll until the flow run is in one of ``names``; return that state."""
+def poll_state(flow_run_id: UUID, reached, timeout_s: float):
+    """Poll until the flow run's state satisfies ``reached`` or is final; return that state."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         state = flow_run_state(flow_run_id)
-        if state.name in names:
+        if reached(state) or state.is_final():
             return state
-        if state.is_final():
-            raise AssertionError(f"flow run {flow_run_id} ended {state.name}: {state.message}")
         time.sleep(1)
-    raise AssertionError(f"flow run {flow_run_id} not {names} after {timeout_s}s: {state.name}")
+    raise AssertionError(f"flow run {flow_run_id} still {state.name} after {timeout_s}s")
+
+
+def wait_for_state(flow_run_id: UUID, names: set[str], timeout_s: float):
+    """Poll until the flow run is in one of ``names``; return that state."""
+    state = poll_state(flow_run_id, lambda s: s.name in names, timeout_s)
+    if state.name not in names:
+        raise AssertionError(f"flow run {flow_run_id} ended {state.name}: {state.message}")
+    return state
 
 
 def wait_until_final(flow_run_id: UUID, timeout_s: float):
     """Poll until the flow run has ended; return its final state."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        state = flow_run_state(flow_run_id)
-        if state.is_final():
-            return state
-        time.sleep(1)
-    raise AssertionError(f"flow run {flow_run_id} still {state.name} after {timeout_s}s")
+    return poll_state(flow_run_id, lambda s: False, timeout_s)
 
 
 def mlflow_runs_of(client: MlflowClient, flow_run_id: UUID) -> list:
@@ -354,6 +355,16 @@ def test_backup_then_restore_into_a_wiped_stack(stack, trained, admin, tmp_path)
     )
     after = snapshot(stack, admin)
     assert after == before  # same registry, runs, flow runs, byte-identical objects
+    acls = stack.compose(
+        "exec", "-T", "postgres", "psql", "-U", "postgres", "-tAc",
+        "SELECT datname, datacl FROM pg_database"
+        " WHERE datname IN ('mlflow', 'mlflow_auth', 'prefect')",
+    ).stdout.split()  # fmt: skip
+    # An empty ACL would mean PostgreSQL's default: anyone may connect.
+    acl_of = dict(row.split("|", 1) for row in acls)
+    assert set(acl_of) == {"mlflow", "mlflow_auth", "prefect"}, acls
+    public = [name for name, acl in acl_of.items() if not acl or re.search(r"[{,]=", acl)]
+    assert public == [], acls
 
     # The restored platform works: the worker trains and registers the next version.
     trained_again = stack.make("train", "TRAIN_MONTH=2021-01", "VAL_MONTH=2021-02")
