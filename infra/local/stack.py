@@ -268,11 +268,11 @@ def up(stack: LocalStack, env: dict[str, str]) -> int:
                 file=sys.stderr,
             )
             return 1
-    settings = services_settings(stack, env)
+    settings, client = services_settings(stack, env), client_settings(stack, env)
     for folder in ("logs", "prefect", "data", "artifacts"):
         (stack.data_dir / folder).mkdir(parents=True, exist_ok=True)
     write_env_file(stack.services_env, settings)
-    write_env_file(stack.client_env, client_settings(stack, env))
+    write_env_file(stack.client_env, client)
     create_buckets(settings)
     process = start_honcho(stack)
     stack.pid_file.write_text(str(process.pid))
@@ -285,7 +285,7 @@ def up(stack: LocalStack, env: dict[str, str]) -> int:
         return 1
     subprocess.run(
         [sys.executable, str(REPO_ROOT / "infra" / "prefect" / "automations.py")],
-        env={**os.environ, **client_settings(stack, env)},
+        env={**os.environ, **client},
         check=True,
     )
     print(f"\nMLflow   {stack.mlflow_url}\nPrefect  http://127.0.0.1:{stack.prefect_port}")

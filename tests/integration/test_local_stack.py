@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,9 @@ from mlflow import MlflowClient
 
 from tests.conftest import REPO_ROOT, TLC_DATA
 from tests.servers import free_port
+
+sys.path.insert(0, str(REPO_ROOT / "infra" / "local"))
+from stack import LocalStack, stack_from_env  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +32,7 @@ class LocalRun:
     """Runs Makefile targets against one local stack."""
 
     env: dict[str, str]
-    data_dir: Path
+    where: LocalStack  # its data directory and URLs, derived as `make local` derives them
 
     def make(self, target: str, *variables: str, check: bool = True) -> str:
         """``make target`` with this stack's settings; return its output."""
@@ -45,17 +49,10 @@ class LocalRun:
             assert result.returncode == 0, f"make {target} failed:\n{output[-4000:]}"
         return output
 
-    @property
-    def mlflow_url(self) -> str:
-        return f"http://127.0.0.1:{self.env['MLFLOW_PORT']}"
-
-    @property
-    def prefect_api_url(self) -> str:
-        return f"http://127.0.0.1:{self.env['PREFECT_PORT']}/api"
-
     def champion(self) -> tuple[str, float]:
         """The champion's version and its run's rmse, read from the stack's registry."""
-        client = MlflowClient(tracking_uri=self.mlflow_url, registry_uri=self.mlflow_url)
+        url = self.where.mlflow_url
+        client = MlflowClient(tracking_uri=url, registry_uri=url)
         version = client.get_model_version_by_alias(MODEL, "champion")
         return version.version, client.get_run(version.run_id).data.metrics["rmse"]
 
@@ -70,7 +67,7 @@ def local_run(tmp_path: Path, **settings: str) -> LocalRun:
         "PREFECT_PORT": str(free_port()),
         **settings,
     }
-    return LocalRun(env=env, data_dir=data_dir)
+    return LocalRun(env=env, where=stack_from_env(env))
 
 
 @pytest.fixture
@@ -90,7 +87,7 @@ def start(stack: LocalRun, started: list[LocalRun]) -> None:
 
 def assert_stopped(stack: LocalRun) -> None:
     """Neither server answers any more."""
-    for url in (f"{stack.mlflow_url}/health", f"{stack.prefect_api_url}/health"):
+    for url in (f"{stack.where.mlflow_url}/health", f"{stack.where.prefect_api_url}/health"):
         with pytest.raises(requests.ConnectionError):
             requests.get(url, timeout=2)
 
@@ -107,11 +104,11 @@ def test_local_stack_on_sqlite_trains_a_champion_and_keeps_it(tmp_path, tlc_site
     version, rmse = stack.champion()
     assert version == "1" and 5.0 < rmse < 6.1
     # The months were fetched into the data folder, the model into the artifact folder.
-    stored = sorted(p.name for p in (stack.data_dir / "data" / "tlc" / "green").iterdir())
+    stored = sorted(p.name for p in (stack.where.data_dir / "data" / "tlc" / "green").iterdir())
     assert stored == ["green_tripdata_2021-01.parquet", "green_tripdata_2021-02.parquet"]
-    assert list((stack.data_dir / "artifacts").rglob("MLmodel"))
-    assert (stack.data_dir / "mlflow.db").is_file()
-    assert (stack.data_dir / "prefect" / "prefect.db").is_file()
+    assert list((stack.where.data_dir / "artifacts").rglob("MLmodel"))
+    assert (stack.where.data_dir / "mlflow.db").is_file()
+    assert (stack.where.data_dir / "prefect" / "prefect.db").is_file()
 
     stack.make("local-down")
     assert_stopped(stack)
@@ -153,9 +150,9 @@ def test_local_stack_on_postgres_and_s3(tmp_path, postgres, s3, started):
     artifact_keys = [o["Key"] for o in bucket.list_objects_v2(Bucket="local-artifacts")["Contents"]]
     assert any(key.endswith("/MLmodel") for key in artifact_keys)
     # Nothing went to SQLite or the local folders.
-    assert not (stack.data_dir / "mlflow.db").exists()
-    assert not (stack.data_dir / "prefect" / "prefect.db").exists()
-    assert not any((stack.data_dir / "artifacts").iterdir())
+    assert not (stack.where.data_dir / "mlflow.db").exists()
+    assert not (stack.where.data_dir / "prefect" / "prefect.db").exists()
+    assert not any((stack.where.data_dir / "artifacts").iterdir())
     with postgres.connect("local_mlflow") as conn, conn.cursor() as cur:
         cur.execute("SELECT count(*) FROM registered_models WHERE name = %s", (MODEL,))
         assert cur.fetchone()[0] == 1
