@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 
 import mlflow
 from mlflow import MlflowClient
+from mlflow.entities import Run
 from mlflow.entities.model_registry import ModelVersion
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
@@ -44,8 +45,8 @@ def aliased_versions(model_name: str) -> tuple[ModelVersion | None, ModelVersion
 
 
 @task(**IO_RETRIES)
-def check_promotable(version: ModelVersion) -> None:
-    """Refuse a version whose training run did not finish or logged no rmse."""
+def check_promotable(version: ModelVersion) -> Run:
+    """Refuse a version whose training run did not finish or logged no rmse; return that run."""
     if not version.run_id:
         raise NotPromotable(f"version {version.version} has no training run")
     run = MlflowClient().get_run(version.run_id)
@@ -56,6 +57,7 @@ def check_promotable(version: ModelVersion) -> None:
         )
     if "rmse" not in run.data.metrics:
         raise NotPromotable(f"version {version.version}: its run {run.info.run_id} logged no rmse")
+    return run
 
 
 @task(**IO_RETRIES)
@@ -92,14 +94,10 @@ def record(
         )
 
 
-def trained_on_note(val_location: str, *versions: ModelVersion | None) -> str:
-    """A warning when a compared version was trained on the validation data (an unfair test)."""
-    client = MlflowClient()
-    seen = [
-        str(v.version)
-        for v in versions
-        if v is not None and client.get_run(v.run_id).data.params.get("train_uri") == val_location
-    ]
+def trained_on_note(val_location: str, runs: dict[str, Run]) -> str:
+    """A warning when a compared version (version -> its training run) was trained on the
+    validation data (an unfair test)."""
+    seen = [v for v, run in runs.items() if run.data.params.get("train_uri") == val_location]
     return f" (warning: v{', v'.join(seen)} trained on this data)" if seen else ""
 
 
@@ -149,16 +147,19 @@ def promote(
                 None,
             )
         )
-    check_promotable(challenger)
+    challenger_run = check_promotable(challenger)
     val_location = val_path or (locate_month(color, val_month) if val_month else None)
     if val_location is None:
         # Default: the month the challenger was validated on, so the comparison is like for like.
-        val_location = MlflowClient().get_run(challenger.run_id).data.params["val_uri"]
+        val_location = challenger_run.data.params["val_uri"]
     val = load(val_location)
     challenger_rmse = rmse_on(name, challenger, val)
     champion_rmse = rmse_on(name, champion, val) if champion else None
     decision = decide(challenger_rmse, champion_rmse)
-    reason = decision.reason + trained_on_note(val_location, challenger, champion)
+    compared = {str(challenger.version): challenger_run}
+    if champion:
+        compared[str(champion.version)] = MlflowClient().get_run(champion.run_id)
+    reason = decision.reason + trained_on_note(val_location, compared)
     result = PromotionResult(
         name,
         decision.promote,
