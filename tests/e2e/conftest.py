@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO_ROOT
+from tests.e2e.bridge import bridge_address
 from tests.servers import free_port
 
 sys.path.insert(0, str(REPO_ROOT / "infra"))
@@ -95,24 +96,6 @@ class Stack:
         )
 
 
-def bridge_gateway() -> str:
-    """The host's address on Docker's default bridge network (e.g. 172.17.0.1)."""
-    out = subprocess.run(
-        [
-            "docker",
-            "network",
-            "inspect",
-            "bridge",
-            "--format",
-            "{{(index .IPAM.Config 0).Gateway}}",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return out.stdout.strip()
-
-
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory) -> Iterator[Stack]:
     """`make up` on fresh settings and ports; `docker compose down -v` at the end."""
@@ -122,7 +105,7 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
     # Shared as the README's "Share with your team" says, on the address containers reach the
     # host at (Docker's bridge gateway): teammates in other containers use the same URLs as the
     # host, and nothing is published beyond this machine.
-    host = bridge_gateway()
+    host = bridge_address(os.environ.get("PYTHON_IMAGE") or "python:3.11-slim-bookworm")
     overrides = {
         "COMPOSE_PROJECT_NAME": PROJECT,
         "MLFLOW_PORT": str(mlflow_port),
