@@ -320,6 +320,37 @@ def _required(value: str | None, name: str) -> str:
     return value
 
 
+# Prefect starts a temporary server when no PREFECT_API_URL is set. Its first start on a new
+# PREFECT_HOME (new SQLite database, all migrations) took more than Prefect's default 20 s on a
+# loaded 2-core machine; and its telemetry service, writing at the same moment, made the
+# migrations fail with "database is locked".
+EPHEMERAL_STARTUP_TIMEOUT_S = 180
+
+
+def ephemeral_server_settings():
+    """Settings for Prefect's temporary server (none when a real server is configured)."""
+    from contextlib import nullcontext
+
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_SERVER_ANALYTICS_ENABLED,
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
+        temporary_settings,
+    )
+
+    if PREFECT_API_URL.value():
+        return nullcontext()
+    return temporary_settings(
+        {
+            PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: max(
+                EPHEMERAL_STARTUP_TIMEOUT_S,
+                PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value(),
+            ),
+            PREFECT_SERVER_ANALYTICS_ENABLED: False,
+        }
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Train without a deployment: `python -m flows.train --train PATH --val PATH`."""
     parser = argparse.ArgumentParser(description=train.__doc__)
@@ -331,15 +362,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-name", help="registered model name (default: MODEL_NAME)")
     parser.add_argument("--promote", action="store_true", help="then run the promotion flow")
     args = parser.parse_args(argv)
-    result = train(
-        color=args.color,
-        train_month=args.train_month,
-        val_month=args.val_month,
-        train_path=args.train,
-        val_path=args.val,
-        model_name=args.model_name,
-        promote=args.promote,
-    )
+    with ephemeral_server_settings():
+        result = train(
+            color=args.color,
+            train_month=args.train_month,
+            val_month=args.val_month,
+            train_path=args.train,
+            val_path=args.val,
+            model_name=args.model_name,
+            promote=args.promote,
+        )
     line = f"run_id={result['run_id']} rmse={result['rmse']:.4f} version={result['version']}"
     if args.promote:
         line += f" champion={str(result['champion']).lower()}"
