@@ -14,18 +14,20 @@ NAME ?=
 EXPERIMENT ?=
 MODEL ?=
 PERMISSION ?= EDIT
-# `make local`'s data directory. While its stack runs, deploy, train, upload-data and logs talk
-# to it; otherwise to the compose stack.
+# `make local`'s data directory.
 LOCAL_DIR ?= .local
 LOCAL_RUNNING := $(shell pid=$$(cat "$(LOCAL_DIR)/honcho.pid" 2>/dev/null) && kill -0 "$$pid" 2>/dev/null && echo yes)
-LOCAL_STACK = LOCAL_DIR="$(LOCAL_DIR)" $(UV) run --frozen python infra/local/stack.py
+# Which stack the verbs talk to: the local one while it runs for LOCAL_DIR, else the compose one.
+# Every verb says which; STACK=compose or STACK=local chooses outright.
+STACK ?= $(if $(LOCAL_RUNNING),local,compose)
+LOCAL_STACK = LOCAL_DIR="$(LOCAL_DIR)" $(UV) run --frozen python -m infra.local.stack
 LOCAL_CLIENT = set -a && . "$(LOCAL_DIR)/client.env" && set +a && $(UV) run --frozen
-ifeq ($(LOCAL_RUNNING),yes)
+ifeq ($(STACK),local)
   STACK_CHECK := local-check
   ON_WORKER := $(LOCAL_CLIENT)
-  SYNC_AUTOMATIONS := $(LOCAL_CLIENT) python infra/prefect/automations.py
+  SYNC_AUTOMATIONS := $(LOCAL_CLIENT) python -m infra.prefect.automations
 else
-  STACK_CHECK := docker-check
+  STACK_CHECK := compose-check
   ON_WORKER := $(COMPOSE) exec -T worker
   SYNC_AUTOMATIONS := $(COMPOSE) run --rm --no-deps prefect-automations
 endif
@@ -41,6 +43,15 @@ help: ## List the targets
 env: ## Write .env with fresh secrets, or add settings it lacks (never changes a value)
 	@python3 infra/make_env.py --output $(ENV_FILE)
 
+.PHONY: compose-check
+compose-check: docker-check
+	@echo "make $(firstword $(MAKECMDGOALS)): the compose stack ($(ENV_FILE))"
+
+.PHONY: compose-only
+compose-only:
+	@test "$(STACK)" != local || { echo "make $(firstword $(MAKECMDGOALS)) works on the compose stack only, and STACK=local (the local stack in $(LOCAL_DIR) runs). Add STACK=compose, or stop the local stack with make local-down." >&2; exit 2; }
+	@echo "make $(firstword $(MAKECMDGOALS)): the compose stack ($(ENV_FILE))"
+
 .PHONY: docker-check
 docker-check:
 	@command -v docker >/dev/null || { echo "make: docker is not installed (https://docs.docker.com/engine/install/)" >&2; exit 1; }
@@ -48,7 +59,7 @@ docker-check:
 	@docker compose version >/dev/null 2>&1 || { echo "make: Docker Compose v2 is missing (the 'docker compose' plugin)" >&2; exit 1; }
 
 .PHONY: up
-up: docker-check env ## Build the image, start every service, wait until healthy, print the URLs
+up: compose-only docker-check env ## Build the image, start every service, wait until healthy, print the URLs
 	$(COMPOSE) up --build --detach --wait --wait-timeout 300
 	@set -a; . ./$(ENV_FILE); set +a; \
 	echo; echo "MLflow   http://localhost:$${MLFLOW_PORT:-5000}   (MLFLOW_TRACKING_URI for teammates)"; \
@@ -64,7 +75,8 @@ local-down: ## Stop the local processes; LOCAL_DIR keeps the data
 
 .PHONY: local-check
 local-check:
-	@echo "(the local stack in $(LOCAL_DIR))"
+	@test "$(LOCAL_RUNNING)" = yes || { echo "make $(firstword $(MAKECMDGOALS)): STACK=local, but no local stack runs for LOCAL_DIR=$(LOCAL_DIR) (make local starts it)" >&2; exit 2; }
+	@echo "make $(firstword $(MAKECMDGOALS)): the local stack in $(LOCAL_DIR)"
 
 .PHONY: deploy
 deploy: $(STACK_CHECK) ## Register the flows' deployments (prefect.yaml) with the worker's pool
@@ -79,7 +91,7 @@ retry: $(STACK_CHECK) ## Run a crashed or failed flow run again, same parameters
 .PHONY: upload-data
 upload-data: $(STACK_CHECK) ## Store local TLC files in the data bucket: FILES="green_tripdata_2021-01.parquet ..."
 	@test -n "$(FILES)" || { echo 'usage: make upload-data FILES="path/green_tripdata_2021-01.parquet ..."' >&2; exit 2; }
-ifeq ($(LOCAL_RUNNING),yes)
+ifeq ($(STACK),local)
 	$(LOCAL_CLIENT) python -m flows.cli upload $(abspath $(FILES))
 else
 	$(COMPOSE) run --rm --no-deps $(foreach f,$(FILES),-v "$(abspath $(f)):/upload/$(notdir $(f)):ro") \
@@ -93,50 +105,54 @@ train: $(STACK_CHECK) ## Train on the worker and promote if better: TRAIN_MONTH=
 		--train-month $(TRAIN_MONTH) --val-month $(VAL_MONTH)
 
 .PHONY: user
-user: docker-check ## Create a teammate's MLflow account and print its password once: NAME=alice
+user: compose-only docker-check ## Create a teammate's MLflow account and print its password once: NAME=alice
 	@test -n "$(NAME)" || { echo 'usage: make user NAME=<username>' >&2; exit 2; }
-	@$(COMPOSE) run --rm --no-deps mlflow-users python infra/mlflow/users.py create "$(NAME)"
+	@$(COMPOSE) run --rm --no-deps mlflow-users python -m infra.mlflow.users create "$(NAME)"
 
 .PHONY: grant
-grant: docker-check ## Let a user write to an experiment or model: NAME=alice EXPERIMENT=taxi-trip-duration [PERMISSION=EDIT]
+grant: compose-only docker-check ## Let a user write to an experiment or model: NAME=alice EXPERIMENT=taxi-trip-duration [PERMISSION=EDIT]
 	@test -n "$(NAME)" -a -n "$(EXPERIMENT)$(MODEL)" || { echo 'usage: make grant NAME=<user> EXPERIMENT=<name> | MODEL=<name> [PERMISSION=READ|EDIT|MANAGE]' >&2; exit 2; }
-	@$(COMPOSE) run --rm --no-deps mlflow-users python infra/mlflow/users.py grant "$(NAME)" \
+	@$(COMPOSE) run --rm --no-deps mlflow-users python -m infra.mlflow.users grant "$(NAME)" \
 		$(if $(EXPERIMENT),--experiment "$(EXPERIMENT)",--model "$(MODEL)") --permission $(PERMISSION)
 
 .PHONY: user-delete
-user-delete: docker-check ## Delete a teammate's MLflow account: NAME=alice
+user-delete: compose-only docker-check ## Delete a teammate's MLflow account: NAME=alice
 	@test -n "$(NAME)" || { echo 'usage: make user-delete NAME=<username>' >&2; exit 2; }
-	@$(COMPOSE) run --rm --no-deps mlflow-users python infra/mlflow/users.py delete "$(NAME)"
+	@$(COMPOSE) run --rm --no-deps mlflow-users python -m infra.mlflow.users delete "$(NAME)"
 
 .PHONY: backup
-backup: docker-check ## Archive the databases and buckets of the running stack into BACKUP_DIR (backups/)
-	@python3 infra/backup/archive.py backup --env-file $(ENV_FILE) --dir $(BACKUP_DIR)
+backup: compose-only docker-check ## Archive the databases and buckets of the running stack into BACKUP_DIR (backups/)
+	@python3 -m infra.backup.archive backup --env-file $(ENV_FILE) --dir $(BACKUP_DIR)
 
 .PHONY: restore
-restore: docker-check ## Replace the stack's databases and buckets with an archive: FILE=backups/....tar
+restore: compose-only docker-check ## Replace the stack's databases and buckets with an archive: FILE=backups/....tar
 	@test -n "$(FILE)" || { echo 'usage: make restore FILE=backups/<project>-<time>.tar' >&2; exit 2; }
-	@python3 infra/backup/archive.py restore --env-file $(ENV_FILE) "$(FILE)"
+	@python3 -m infra.backup.archive restore --env-file $(ENV_FILE) "$(FILE)"
 
 .PHONY: down
-down: ## Stop the services; data volumes are kept
+down: compose-only ## Stop the services; data volumes are kept
 	$(COMPOSE) down
 
 .PHONY: clean
-clean: ## Stop the services and DELETE their data volumes (databases, buckets)
+clean: compose-only ## Stop the services and DELETE their data volumes (databases, buckets)
 	@echo "Removing the stack and its volumes: every run, model, artifact and flow run is deleted."
 	$(COMPOSE) down --volumes --remove-orphans
 
 .PHONY: logs
-logs: ## Follow the services' logs
-ifeq ($(LOCAL_RUNNING),yes)
+logs: $(STACK_CHECK) ## Follow the services' logs
+ifeq ($(STACK),local)
 	tail --lines=100 --follow "$(LOCAL_DIR)/logs/stack.log"
 else
 	$(COMPOSE) logs --follow --tail=100
 endif
 
 .PHONY: ps
-ps: ## Show the services and their health
+ps: $(STACK_CHECK) ## Show the services and their health
+ifeq ($(STACK),local)
+	@$(LOCAL_STACK) status
+else
 	$(COMPOSE) ps
+endif
 
 .venv/.synced: pyproject.toml uv.lock
 	$(UV) sync --frozen
@@ -147,14 +163,15 @@ test: .venv/.synced ## Run the test suite (no Docker needed: it starts real serv
 	$(UV) run --frozen pytest -m "not e2e" $(PYTEST_ARGS)
 
 .PHONY: e2e
-e2e: docker-check .venv/.synced ## Bring up a throwaway compose stack, test it end to end, remove it
-	$(UV) run --frozen pytest -m "e2e and not faults" tests/e2e $(PYTEST_ARGS)
+e2e: docker-check .venv/.synced ## Bring up a throwaway compose stack, test it end to end (faults last), remove it
+	$(UV) run --frozen pytest -m e2e tests/e2e $(PYTEST_ARGS)
 
 .PHONY: e2e-faults
-e2e-faults: docker-check .venv/.synced ## Outages, restarts, crashes, bad input, backups on a throwaway stack
+e2e-faults: docker-check .venv/.synced ## Only the fault injection of make e2e: outages, crashes, bad input, backups
 	$(UV) run --frozen pytest -m faults tests/e2e $(PYTEST_ARGS)
 
 .PHONY: lint
-lint: .venv/.synced ## Check style and common bugs
+lint: .venv/.synced ## Check style, common bugs and types (ruff; mypy on flows/ and infra/)
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
+	$(UV) run --frozen mypy

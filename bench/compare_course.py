@@ -1,6 +1,6 @@
 """Course pipeline vs ours on green 2021-01 -> 2021-02: validation RMSE and wall time, same run.
 
-    uv run python bench/compare_course.py [--data DIR] [--quick]
+    uv run python -m bench.compare_course [--data DIR] [--quick]
 
 The course pipeline (MLOps Zoomcamp week 3): DictVectorizer on PU_DO + trip_distance, xgboost
 max_depth 30, 100 rounds with early stopping 20, the course's tuned parameters, then its MLflow
@@ -22,10 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from tests.servers import launch_mlflow, stop_process  # noqa: E402
+from tests.paths import TLC_DATA
+from tests.servers import launch_mlflow, stop_process
 
 COURSE_PARAMS = {
     "max_depth": 30,
@@ -93,7 +91,7 @@ def course_pipeline(
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared/data/nyc-tlc")
+    parser.add_argument("--data", type=Path, default=TLC_DATA)
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     train_path = args.data / "green_tripdata_2021-01.parquet"

@@ -1,18 +1,45 @@
-"""Commands behind `make train` and `make upload-data` (in the worker container, or locally)."""
+"""The platform's command line: what `make train`, `make upload-data` and friends run.
+
+    python -m flows.cli upload PATH...                     store TLC files in the data store
+    python -m flows.cli train --train-month M --val-month M  run the `train` deployment, follow it
+    python -m flows.cli train-here --train PATH --val PATH   train in this process (development)
+
+Commands that start deployments print the flow run's logs as they come, then a summary.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from flows.data import TripDataError, upload_month_file
+from flows.errors import TripDataError
+from flows.lazy import import_in_background
 from flows.settings import Settings
-from flows.store import data_store
+from flows.tlc import COLORS
+
+if TYPE_CHECKING:
+    from uuid import UUID
+
+    from prefect.client.schemas.objects import FlowRun, Log
+
+DEFAULT_TIMEOUT_S = 1800
+# Prefect starts a temporary server when no PREFECT_API_URL is set. Its first start on a new
+# PREFECT_HOME (new SQLite database, all migrations) took more than Prefect's default 20 s on a
+# loaded 2-core machine, and its telemetry service, writing at the same moment, made the
+# migrations fail with "database is locked".
+EPHEMERAL_STARTUP_TIMEOUT_S = 180
 
 
 def upload(paths: list[str]) -> int:
     """Put local TLC files into the data store; stop at the first bad one."""
+    from flows.data import upload_month_file
+    from flows.store import data_store
+
     store = data_store(Settings.from_env())
     if store is None:
         print("neither DATA_BUCKET nor DATA_DIR is set: nowhere to store files", file=sys.stderr)
@@ -26,63 +53,181 @@ def upload(paths: list[str]) -> int:
     return 0
 
 
-def run_training(color: str, train_month: str, val_month: str, timeout_s: int) -> int:
-    """Run the `train` deployment with promotion on the worker, wait, report what it produced."""
-    import mlflow
-    from mlflow import MlflowClient
+def follow(deployment: str, parameters: dict[str, Any], timeout_s: int) -> FlowRun:
+    """Start a deployment's flow run and print its logs as they come; return the ended run."""
     from prefect.deployments import run_deployment
 
-    from flows.train import run_url
+    # Called outside an event loop, run_deployment runs synchronously and returns the flow run.
+    flow_run: FlowRun = run_deployment(deployment, parameters=parameters, timeout=0)  # type: ignore[assignment]
+    print(f"flow run {flow_run.name} ({flow_run.id}) of {deployment}", flush=True)
+    ended = asyncio.run(stream_until_final(flow_run.id, timeout_s))
+    print(f"flow run {ended.name} ({ended.id}): {state_name(ended)}", flush=True)
+    return ended
 
+
+def routine(log: Log) -> bool:
+    """A task's "Finished in state Completed()" line: one per task, nothing to read in it."""
+    return log.task_run_id is not None and log.message.startswith("Finished in state Completed")
+
+
+def state_event(event: str) -> str | None:
+    """The state a flow-run event announces ("prefect.flow-run.Running" -> "Running")."""
+    prefix, _, state = event.rpartition(".")
+    return state if prefix == "prefect.flow-run" and state[:1].isupper() else None
+
+
+def state_name(flow_run: FlowRun) -> str:
+    """The flow run's state, by name."""
+    return str(flow_run.state.name) if flow_run.state else "unknown"
+
+
+async def stream_until_final(flow_run_id: UUID, timeout_s: float) -> FlowRun:
+    """Print the flow run's log lines and state changes as they come, until it ends."""
+    import anyio
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.objects import Log
+    from prefect.events.subscribers import FlowRunSubscriber
+
+    with anyio.move_on_after(timeout_s):
+        # After the terminal event, wait 1 s (Prefect's default: 3) for the last log lines.
+        async with FlowRunSubscriber(flow_run_id=flow_run_id, straggler_timeout=1) as subscriber:
+            async for item in subscriber:
+                if isinstance(item, Log):
+                    if not routine(item):
+                        print(f"{item.timestamp:%H:%M:%S} | {item.message}", flush=True)
+                elif (state := state_event(item.event)) is not None:
+                    print(f"{item.occurred:%H:%M:%S} | flow run {state}", flush=True)
+    async with get_client() as client:
+        return await client.read_flow_run(flow_run_id)
+
+
+def training_summary(flow_run_id: str) -> list[str]:
+    """The lines `make train` ends with: MLflow run, rmse, version, champion or not."""
+    from mlflow import MlflowClient
+
+    from flows.registry import CHAMPION, PROMOTION_TAG_PREFIX, runs_of_flow_run, versions_of_run
+    from flows.tracking import run_url
+
+    client = MlflowClient()
+    # The flow tags its MLflow run with the Prefect flow-run id: follow that link back (a retried
+    # flow run may also have a FAILED run from its crashed attempt).
+    runs = runs_of_flow_run(client, flow_run_id, status="FINISHED")
+    if not runs:
+        raise LookupError(f"no FINISHED MLflow run is tagged with flow run {flow_run_id}")
+    run = runs[0]
+    name = Settings.from_env().model_name
+    version = client.get_model_version(
+        name, versions_of_run(client, name, run.info.run_id)[0].version
+    )
+    reason = version.tags.get(PROMOTION_TAG_PREFIX + "reason", "not decided")
+    return [
+        f"MLflow run: {run_url(run)}",
+        f"rmse:       {run.data.metrics['rmse']:.4f}",
+        f"model:      {name} version {version.version}",
+        f"champion:   {'yes' if CHAMPION in version.aliases else 'no'} ({reason})",
+    ]
+
+
+def run_training(color: str, train_month: str, val_month: str, timeout_s: int) -> int:
+    """Run the `train` deployment with promotion on the worker, follow it, report the result."""
     parameters = {
         "color": color,
         "train_month": train_month,
         "val_month": val_month,
         "promote": True,
     }
-    flow_run = run_deployment("train/train", parameters=parameters, timeout=timeout_s)
-    print(f"flow run {flow_run.name} ({flow_run.id}): {flow_run.state.name}")
-    if not flow_run.state.is_completed():
-        print(flow_run.state.message or "", file=sys.stderr)
+    import_in_background("mlflow")  # the summary needs it; the flow run takes longer than that
+    ended = follow("train/train", parameters, timeout_s)
+    if not (ended.state and ended.state.is_completed()):
+        print(ended.state.message if ended.state else "", file=sys.stderr)
         return 1
-    # The flow tags its MLflow run with the Prefect flow-run id: follow that link back (a retried
-    # flow run may also have a FAILED run from its crashed attempt).
-    runs = mlflow.search_runs(
-        search_all_experiments=True,
-        output_format="list",
-        filter_string=(
-            f"tags.`prefect.flow_run_id` = '{flow_run.id}' and attributes.status = 'FINISHED'"
-        ),
-    )
-    if not runs:
-        print("no MLflow run is tagged with this flow run", file=sys.stderr)
+    try:
+        print("\n".join(training_summary(str(ended.id))))
+    except LookupError as error:
+        print(error, file=sys.stderr)
         return 1
-    run = runs[0]
-    client = MlflowClient()
-    name = Settings.from_env().model_name
-    version = client.search_model_versions(f"name='{name}' and run_id='{run.info.run_id}'")[0]
-    champion = "champion" in client.get_model_version(name, version.version).aliases
-    print(f"MLflow run: {run_url(run)}")
-    print(f"rmse:       {run.data.metrics['rmse']:.4f}")
-    print(f"model:      {name} version {version.version}")
-    print(f"champion:   {'yes' if champion else 'no'}")
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    up = commands.add_parser("upload", help="store local TLC parquet files in the data bucket")
+def ephemeral_server_settings() -> AbstractContextManager[Any]:
+    """Settings for Prefect's temporary server (none when a real server is configured)."""
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_SERVER_ANALYTICS_ENABLED,
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
+        temporary_settings,
+    )
+
+    if PREFECT_API_URL.value():
+        return nullcontext()
+    timeout = max(
+        EPHEMERAL_STARTUP_TIMEOUT_S, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()
+    )
+    return temporary_settings(
+        {
+            PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: timeout,
+            PREFECT_SERVER_ANALYTICS_ENABLED: False,
+        }
+    )
+
+
+def train_here(args: argparse.Namespace) -> int:
+    """Train in this process against MLFLOW_TRACKING_URI; print run id, rmse and version."""
+    from flows.train import train
+
+    with ephemeral_server_settings():
+        result = train(
+            color=args.color,
+            train_month=args.train_month,
+            val_month=args.val_month,
+            train_path=args.train,
+            val_path=args.val,
+            model_name=args.model_name,
+            promote=args.promote,
+        )
+    line = f"run_id={result['run_id']} rmse={result['rmse']:.4f} version={result['version']}"
+    if args.promote:
+        line += f" champion={str(result['champion']).lower()}"
+    print(line)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line's grammar."""
+    top = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = top.add_subparsers(dest="command", required=True)
+
+    up = commands.add_parser("upload", help="store local TLC parquet files in the data store")
     up.add_argument("paths", nargs="+")
-    tr = commands.add_parser("train", help="run the train deployment (with promotion) and wait")
-    tr.add_argument("--color", default="green", choices=["green", "yellow"])
+
+    tr = commands.add_parser("train", help="run the train deployment (with promotion), follow it")
+    tr.add_argument("--color", default="green", choices=COLORS)
     tr.add_argument("--train-month", required=True)
     tr.add_argument("--val-month", required=True)
-    tr.add_argument("--timeout", type=int, default=1800, help="seconds to wait for the run")
-    args = parser.parse_args(argv)
-    if args.command == "upload":
-        return upload(args.paths)
-    return run_training(args.color, args.train_month, args.val_month, args.timeout)
+    tr.add_argument("--timeout", type=int, default=DEFAULT_TIMEOUT_S, help="seconds to wait")
+
+    here = commands.add_parser("train-here", help="train in this process (no deployment)")
+    here.add_argument("--train", help="training file: local path, s3:// or http(s):// URL")
+    here.add_argument("--val", help="validation file: local path, s3:// or http(s):// URL")
+    here.add_argument("--color", default="green", choices=COLORS)
+    here.add_argument("--train-month", help="YYYY-MM, instead of --train")
+    here.add_argument("--val-month", help="YYYY-MM, instead of --val")
+    here.add_argument("--model-name", help="registered model name (default: MODEL_NAME)")
+    here.add_argument("--promote", action="store_true", help="then run the promotion flow")
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line and run one command; its exit code."""
+    args = parser().parse_args(argv)
+    commands: dict[str, Callable[[], int]] = {
+        "upload": lambda: upload(args.paths),
+        "train": lambda: run_training(args.color, args.train_month, args.val_month, args.timeout),
+        "train-here": lambda: train_here(args),
+    }
+    return commands[args.command]()
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""TLC trip-record files: where a month lives, reading it from anywhere, and validating it."""
+"""TLC trip-record files: reading one from anywhere, validating it, storing a month once."""
 
 from __future__ import annotations
 
@@ -6,11 +6,10 @@ import dataclasses
 import hashlib
 import io
 import logging
-import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import pandas as pd
@@ -18,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import requests
 
+from flows.errors import TripDataError
 from flows.features import (
     DROPOFF,
     LOCATION_IDS,
@@ -28,21 +28,15 @@ from flows.features import (
     filter_duration,
     normalize_columns,
 )
+from flows.s3 import MISSING_BUCKET, error_code, is_missing
+from flows.tlc import FILE_NAME, bucket_key, file_name, official_url
 
 if TYPE_CHECKING:
     from flows.store import DataStore
 
-COLORS = ("green", "yellow")
-MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 DOWNLOAD_CHUNK = 1 << 20
-
-
-class TripDataError(ValueError):
-    """A trip-record file that cannot be used for training; the message names file and problem."""
-
-    def __init__(self, source: str, problem: str) -> None:
-        super().__init__(f"{source}: {problem}")
-        self.source, self.problem = source, problem
+# A flow's logger (Prefect's run logger is an adapter) or a plain one.
+Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
 
 
 @dataclass(frozen=True)
@@ -65,26 +59,7 @@ class TripData:
         return self.trips.rename(columns={PICKUP: prefix + PICKUP, DROPOFF: prefix + DROPOFF})
 
 
-def file_name(color: str, month: str) -> str:
-    """TLC's file name for one colour and month, e.g. ``green_tripdata_2021-01.parquet``."""
-    if color not in COLORS:
-        raise ValueError(f"taxi colour must be one of {COLORS}, not {color!r}")
-    if not MONTH.match(month):
-        raise ValueError(f"month must look like YYYY-MM, not {month!r}")
-    return f"{color}_tripdata_{month}.parquet"
-
-
-def official_url(base_url: str, color: str, month: str) -> str:
-    """The published file's address."""
-    return f"{base_url}/{file_name(color, month)}"
-
-
-def bucket_key(color: str, month: str) -> str:
-    """Where a month is kept in the data bucket (``make upload-data`` uses the same keys)."""
-    return f"tlc/{color}/{file_name(color, month)}"
-
-
-def read_bytes(location: str, s3=None) -> bytes:
+def read_bytes(location: str, s3: Any = None) -> bytes:
     """The bytes of a local path, an ``s3://bucket/key`` object or an http(s) URL."""
     parsed = urlparse(location)
     try:
@@ -101,19 +76,20 @@ def read_bytes(location: str, s3=None) -> bytes:
         raise TripDataError(location, "is a directory, not a parquet file") from error
 
 
-def read_object(s3, location: str) -> bytes:
+def read_object(s3: Any, location: str) -> bytes:
     """The bytes of an ``s3://bucket/key`` object; a missing object or bucket is bad input."""
     from botocore.exceptions import ClientError
 
     parsed = urlparse(location)
     try:
-        return s3.get_object(Bucket=parsed.netloc, Key=parsed.path.lstrip("/"))["Body"].read()
+        response = s3.get_object(Bucket=parsed.netloc, Key=parsed.path.lstrip("/"))
+        body: bytes = response["Body"].read()
     except ClientError as error:
-        code = error.response["Error"]["Code"]
-        if code in {"NoSuchKey", "NoSuchBucket", "404"}:
-            problem = "file not found" if code != "NoSuchBucket" else "bucket not found"
-            raise TripDataError(location, problem) from error
+        if is_missing(error):
+            missing = "bucket" if error_code(error) in MISSING_BUCKET else "file"
+            raise TripDataError(location, f"{missing} not found") from error
         raise
+    return body
 
 
 def read_parquet(location: str, data: bytes) -> pd.DataFrame:
@@ -176,14 +152,14 @@ def validate_trips(raw: pd.DataFrame, source: str) -> TripData:
     return TripData(source=source, trips=kept, rows_read=len(trips), timestamp_prefix=prefix)
 
 
-def load_trips(location: str, s3=None) -> TripData:
+def load_trips(location: str, s3: Any = None) -> TripData:
     """Read and validate one trip-record file from wherever it lives."""
     data = read_bytes(location, s3)
     checked = validate_trips(read_parquet(location, data), location)
     return dataclasses.replace(checked, digest=hashlib.sha256(data).hexdigest())
 
 
-def download(url: str, target: Path, logger: logging.Logger) -> int:
+def download(url: str, target: Path, logger: Logger) -> int:
     """Stream ``url`` to ``target``, logging progress every 10 %; return the byte count."""
     with requests.get(url, stream=True, timeout=60) as response:
         if response.status_code == 404 or response.status_code == 403:
@@ -205,7 +181,7 @@ def download(url: str, target: Path, logger: logging.Logger) -> int:
 
 
 def ensure_month_stored(
-    store: DataStore, base_url: str, color: str, month: str, logger: logging.Logger
+    store: DataStore, base_url: str, color: str, month: str, logger: Logger
 ) -> str:
     """The month's location in the data store, downloading it there the first time."""
     key = bucket_key(color, month)
@@ -224,13 +200,6 @@ def ensure_month_stored(
     return location
 
 
-def months_before(month: str, count: int) -> list[str]:
-    """``count`` months ending with ``month`` itself, newest first (``YYYY-MM``)."""
-    year, number = map(int, month.split("-"))
-    index = year * 12 + number - 1
-    return [f"{i // 12:04d}-{i % 12 + 1:02d}" for i in range(index, index - count, -1)]
-
-
 def is_published(url: str) -> bool:
     """True when the TLC CDN serves ``url`` (a HEAD request; 403/404 mean not published)."""
     response = requests.head(url, timeout=30, allow_redirects=True)
@@ -238,9 +207,6 @@ def is_published(url: str) -> bool:
         return False
     response.raise_for_status()
     return True
-
-
-FILE_NAME = re.compile(r"^(?P<color>green|yellow)_tripdata_(?P<month>\d{4}-\d{2})\.parquet$")
 
 
 def upload_month_file(store: DataStore, path: Path) -> str:

@@ -41,7 +41,7 @@ class TripDurationRegressor(xgb.XGBRegressor):
         """Predict minutes from feature frames or raw trip records (green or yellow)."""
         if isinstance(X, pd.DataFrame) and list(X.columns) != FEATURE_COLUMNS:
             X = build_features(normalize_columns(X))
-        return super().predict(X, *args, **kwargs)
+        return np.asarray(super().predict(X, *args, **kwargs))
 
 
 def split_for_early_stopping(trips: pd.DataFrame, share: float = 0.1) -> tuple[pd.Index, pd.Index]:

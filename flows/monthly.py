@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from prefect import flow, get_run_logger, task
 
-from flows.data import bucket_key, is_published, months_before, official_url
 from flows.retry import IO_RETRIES
 from flows.settings import Settings
-from flows.store import data_store
+from flows.tlc import bucket_key, months_before, official_url
 from flows.train import train
 
 # TLC publishes a month about two months after it ends; look back far enough for late releases.
@@ -19,6 +19,9 @@ LOOKBACK_MONTHS = 8
 @task(**IO_RETRIES)
 def newest_available_month(color: str, today: str) -> str:
     """The newest month before ``today`` (YYYY-MM) that is in the data store or published."""
+    from flows.data import is_published
+    from flows.store import data_store
+
     settings = Settings.from_env()
     store = data_store(settings)
     for month in months_before(today, LOOKBACK_MONTHS + 1)[1:]:
@@ -30,7 +33,7 @@ def newest_available_month(color: str, today: str) -> str:
 
 
 @flow(name="monthly-training", log_prints=True)
-def monthly_training(color: str = "green", today: str | None = None) -> dict:
+def monthly_training(color: str = "green", today: str | None = None) -> dict[str, Any]:
     """Validate on the newest available month, train on the one before it, then promote."""
     current = today or datetime.now(UTC).strftime("%Y-%m")
     val_month = newest_available_month(color, current)

@@ -6,8 +6,8 @@ import os
 import tempfile
 import uuid
 from pathlib import Path
+from typing import Any
 
-import mlflow
 from prefect import flow, get_run_logger, task
 
 from flows.retry import IO_RETRIES
@@ -18,6 +18,8 @@ from flows.store import data_store
 @task(**IO_RETRIES)
 def log_probe_run(experiment_name: str) -> str:
     """Log a run with a parameter, a metric and a text artifact; return its run id."""
+    import mlflow
+
     mlflow.set_experiment(experiment_name)
     with mlflow.start_run(run_name="platform-check") as run:
         mlflow.log_param("probe", "platform-check")
@@ -26,12 +28,14 @@ def log_probe_run(experiment_name: str) -> str:
             note = Path(tmp) / "probe.txt"
             note.write_text(f"written by flow run {os.environ.get('PREFECT__FLOW_RUN_ID', '-')}\n")
             mlflow.log_artifact(str(note))
-    return run.info.run_id
+    return str(run.info.run_id)
 
 
 @task(**IO_RETRIES)
 def read_probe_artifact(run_id: str) -> str:
     """Download the probe artifact back through the tracking server."""
+    import mlflow
+
     with tempfile.TemporaryDirectory() as tmp:
         path = mlflow.artifacts.download_artifacts(
             run_id=run_id, artifact_path="probe.txt", dst_path=tmp
@@ -54,8 +58,10 @@ def round_trip_data_store() -> int | None:
 
 
 @flow(name="platform-check", log_prints=True)
-def platform_check(experiment_name: str = "platform-check") -> dict:
+def platform_check(experiment_name: str = "platform-check") -> dict[str, Any]:
     """Reach MLflow (tracking and artifact proxy) and the data store from where the flow runs."""
+    import mlflow
+
     logger = get_run_logger()
     run_id = log_probe_run(experiment_name)
     artifact_text = read_probe_artifact(run_id)
@@ -68,7 +74,3 @@ def platform_check(experiment_name: str = "platform-check") -> dict:
     }
     logger.info("platform check passed: %s", result)
     return result
-
-
-if __name__ == "__main__":
-    print(platform_check())

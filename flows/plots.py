@@ -10,11 +10,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from xgboost import XGBModel  # noqa: E402
 
 DURATION_BINS = [0, 5, 10, 15, 20, 30, 45, 60]
 
 
-def feature_importance(model) -> Figure:
+def feature_importance(model: XGBModel) -> Figure:
     """Total gain of each feature."""
     gains = pd.Series(model.get_booster().get_score(importance_type="total_gain")).sort_values()
     fig, ax = plt.subplots(figsize=(6, 3.5))

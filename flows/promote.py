@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
 
-import mlflow
-from mlflow import MlflowClient
-from mlflow.entities import Run
-from mlflow.entities.model_registry import ModelVersion
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
 
-from flows.data import TripData
-from flows.model import evaluate
-from flows.registry import CHALLENGER, CHAMPION, NotPromotable, crown, decide, version_by_alias
+from flows.errors import NotPromotable
+from flows.months import load, month_or_path
+from flows.registry import CHALLENGER, CHAMPION, PROMOTION_TAG_PREFIX, decide
 from flows.retry import IO_RETRIES
 from flows.settings import Settings
-from flows.train import load, locate_month
+
+if TYPE_CHECKING:
+    from mlflow.entities import Run
+    from mlflow.entities.model_registry import ModelVersion
+
+    from flows.data import TripData
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,10 @@ class PromotionResult:
 @task(**IO_RETRIES)
 def aliased_versions(model_name: str) -> tuple[ModelVersion | None, ModelVersion | None]:
     """The versions behind `challenger` and `champion`."""
+    from mlflow import MlflowClient
+
+    from flows.registry import version_by_alias
+
     client = MlflowClient()
     return (
         version_by_alias(client, model_name, CHALLENGER),
@@ -47,6 +51,8 @@ def aliased_versions(model_name: str) -> tuple[ModelVersion | None, ModelVersion
 @task(**IO_RETRIES)
 def check_promotable(version: ModelVersion) -> Run:
     """Refuse a version whose training run did not finish or logged no rmse; return that run."""
+    from mlflow import MlflowClient
+
     if not version.run_id:
         raise NotPromotable(f"version {version.version} has no training run")
     run = MlflowClient().get_run(version.run_id)
@@ -61,8 +67,22 @@ def check_promotable(version: ModelVersion) -> Run:
 
 
 @task(**IO_RETRIES)
+def training_run(version: ModelVersion) -> Run:
+    """The MLflow run that trained ``version``."""
+    from mlflow import MlflowClient
+
+    if not version.run_id:
+        raise NotPromotable(f"version {version.version} has no training run")
+    return MlflowClient().get_run(version.run_id)
+
+
+@task(**IO_RETRIES)
 def rmse_on(model_name: str, version: ModelVersion, val: TripData) -> float:
     """Load the registered version as pyfunc and score it on the raw validation records."""
+    import mlflow
+
+    from flows.model import evaluate
+
     model = mlflow.pyfunc.load_model(f"models:/{model_name}/{version.version}")
     inputs = model.metadata.get_input_schema().input_names()
     return evaluate(model.predict(val.as_raw()[inputs]), val.trips["duration"])["rmse"]
@@ -73,19 +93,23 @@ def record(
     result: PromotionResult, challenger: ModelVersion, champion: ModelVersion | None
 ) -> None:
     """Apply the decision in the registry and leave its reasons on the challenger version."""
+    from mlflow import MlflowClient
+
+    from flows.registry import crown
+
     client = MlflowClient()
     tags = {
-        "promotion.decision": "promoted" if result.promoted else "rejected",
-        "promotion.reason": result.reason,
-        "promotion.val_uri": result.val_uri or "",
-        "promotion.challenger_rmse": f"{result.challenger_rmse:.4f}",
-        "promotion.champion_rmse": (
-            "" if result.champion_rmse is None else f"{result.champion_rmse:.4f}"
-        ),
-        "promotion.compared_with": str(champion.version) if champion else "",
+        "decision": "promoted" if result.promoted else "rejected",
+        "reason": result.reason,
+        "val_uri": result.val_uri or "",
+        "challenger_rmse": f"{result.challenger_rmse:.4f}",
+        "champion_rmse": "" if result.champion_rmse is None else f"{result.champion_rmse:.4f}",
+        "compared_with": str(champion.version) if champion else "",
     }
     for key, value in tags.items():
-        client.set_model_version_tag(result.model_name, challenger.version, key, value)
+        client.set_model_version_tag(
+            result.model_name, challenger.version, PROMOTION_TAG_PREFIX + key, value
+        )
     if result.promoted:
         crown(client, result.model_name, challenger, champion, result.reason)
     else:
@@ -116,8 +140,8 @@ def report_markdown(result: PromotionResult) -> str:
             "",
             "| alias | version | rmse (min) |",
             "| --- | --- | ---: |",
-            f"| challenger | {result.challenger_version} | {fmt(result.challenger_rmse)} |",
-            f"| champion | {result.champion_version or '-'} | {fmt(result.champion_rmse)} |",
+            f"| {CHALLENGER} | {result.challenger_version} | {fmt(result.challenger_rmse)} |",
+            f"| {CHAMPION} | {result.champion_version or '-'} | {fmt(result.champion_rmse)} |",
         ]
     )
 
@@ -128,28 +152,23 @@ def promote(
     color: str = "green",
     val_month: str | None = None,
     val_path: str | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """Compare `challenger` with `champion` on one validation month; promote only if better."""
-    logger = get_run_logger()
+    from prefect.artifacts import create_markdown_artifact
+
     name = model_name or Settings.from_env().model_name
     challenger, champion = aliased_versions(name)
     if challenger is None:
-        logger.info("%s has no challenger: nothing to decide", name)
-        return asdict(
-            PromotionResult(
-                name,
-                False,
-                "no challenger",
-                None,
-                str(champion.version) if champion else None,
-                None,
-                None,
-                None,
-            )
+        get_run_logger().info("%s has no %s: nothing to decide", name, CHALLENGER)
+        champion_version = str(champion.version) if champion else None
+        nothing = PromotionResult(
+            name, False, f"no {CHALLENGER}", None, champion_version, None, None, None
         )
+        return asdict(nothing)
     challenger_run = check_promotable(challenger)
-    val_location = val_path or (locate_month(color, val_month) if val_month else None)
-    if val_location is None:
+    if val_month or val_path:
+        val_location = month_or_path(color, val_month, val_path, "val")
+    else:
         # Default: the month the challenger was validated on, so the comparison is like for like.
         val_location = challenger_run.data.params["val_uri"]
     val = load(val_location)
@@ -158,7 +177,7 @@ def promote(
     decision = decide(challenger_rmse, champion_rmse)
     compared = {str(challenger.version): challenger_run}
     if champion:
-        compared[str(champion.version)] = MlflowClient().get_run(champion.run_id)
+        compared[str(champion.version)] = training_run(champion)
     reason = decision.reason + trained_on_note(val_location, compared)
     result = PromotionResult(
         name,
@@ -179,7 +198,3 @@ def promote(
         f"({decision.reason})"
     )
     return asdict(result)
-
-
-if __name__ == "__main__":
-    print(promote(*sys.argv[1:2]))

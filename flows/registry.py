@@ -1,27 +1,75 @@
-"""The model registry: versions, the challenger/champion aliases, and the promotion rule.
+"""The model registry's conventions: aliases, tags, the promotion rule, and registry queries.
 
 The seed's stages map onto aliases: Staging = ``challenger``, Production = ``champion``; a demoted
-champion keeps its version and is tagged ``stage=archived``.
+champion keeps its version and is tagged ``stage=archived``. Every name the platform writes into
+MLflow (aliases, tags) is defined here and nowhere else.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from mlflow import MlflowClient
-from mlflow.entities.model_registry import ModelVersion
-from mlflow.exceptions import MlflowException
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities import Run
+    from mlflow.entities.model_registry import ModelVersion
 
 CHAMPION, CHALLENGER = "champion", "challenger"
+ALIASES = (CHAMPION, CHALLENGER)
+
+# Tags on MLflow runs: which Prefect flow run (and deployment) made them.
+FLOW_RUN_TAG = "prefect.flow_run_id"
+FLOW_RUN_NAME_TAG = "prefect.flow_run_name"
+DEPLOYMENT_TAG = "prefect.deployment"
+DEPLOYMENT_ID_TAG = "prefect.deployment_id"
+FAILURE_REASON_TAG = "failure_reason"
+
+# Tags on model versions: the seed's stage, and why the promotion flow decided as it did.
+STAGE_TAG, ARCHIVED_BY_TAG = "stage", "archived_by"
+STAGING, PRODUCTION, ARCHIVED = "staging", "production", "archived"
+VAL_RMSE_TAG = "val_rmse"
+PROMOTION_TAG_PREFIX = "promotion."
+
+MODEL_DESCRIPTION = "NYC taxi trip duration in minutes, from raw TLC trip records."
 
 
-class NotPromotable(RuntimeError):
-    """The challenger may not be promoted (failed run, missing metrics, ...)."""
+def quoted(value: str) -> str:
+    """``value`` as a string literal of MLflow's search syntax, which has no escapes."""
+    for quote in ("'", '"'):
+        if quote not in value:
+            return f"{quote}{value}{quote}"
+    raise ValueError(f"cannot search for a value with both kinds of quotes: {value!r}")
+
+
+def versions_of_run(client: MlflowClient, name: str, run_id: str) -> list[ModelVersion]:
+    """The versions of model ``name`` registered from the run ``run_id``."""
+    return list(
+        client.search_model_versions(f"name = {quoted(name)} and run_id = {quoted(run_id)}")
+    )
+
+
+def all_versions(client: MlflowClient, name: str) -> list[ModelVersion]:
+    """Every version of model ``name``."""
+    return list(client.search_model_versions(f"name = {quoted(name)}"))
+
+
+def runs_of_flow_run(
+    client: MlflowClient, flow_run_id: str, status: str | None = None
+) -> list[Run]:
+    """MLflow runs (in any experiment) tagged with a Prefect flow run, newest first."""
+    query = f"tags.`{FLOW_RUN_TAG}` = {quoted(flow_run_id)}"
+    if status:
+        query += f" and attributes.status = {quoted(status)}"
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    return list(client.search_runs(experiments, query, order_by=["attributes.start_time DESC"]))
 
 
 def version_by_alias(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
     """The version behind ``alias``, or None when the alias (or the model) does not exist."""
+    from mlflow.exceptions import MlflowException
+
     try:
         return client.get_model_version_by_alias(name, alias)
     except MlflowException as error:
@@ -37,14 +85,24 @@ def register_challenger(
     import mlflow
 
     version = mlflow.register_model(
-        model_uri, name, tags={"stage": "staging", "val_rmse": f"{rmse:.4f}"}
+        model_uri, name, tags={STAGE_TAG: STAGING, VAL_RMSE_TAG: f"{rmse:.4f}"}
     )
     if not client.get_registered_model(name).description:
-        client.update_registered_model(
-            name, description="NYC taxi trip duration in minutes, from raw TLC trip records."
-        )
+        client.update_registered_model(name, description=MODEL_DESCRIPTION)
     client.set_registered_model_alias(name, CHALLENGER, version.version)
     return version
+
+
+def challenger_from_run(
+    client: MlflowClient, name: str, run_id: str, model_uri: str, rmse: float
+) -> str:
+    """The version registered from ``run_id`` as challenger; idempotent under retries (a version
+    already made from this run is reused, not duplicated)."""
+    existing = versions_of_run(client, name, run_id)
+    if existing:
+        client.set_registered_model_alias(name, CHALLENGER, existing[0].version)
+        return str(existing[0].version)
+    return str(register_challenger(client, name, model_uri, rmse).version)
 
 
 @dataclass(frozen=True)
@@ -76,10 +134,12 @@ def crown(
     """Move ``champion`` to the challenger; the old champion is tagged archived."""
     client.set_registered_model_alias(name, CHAMPION, challenger.version)
     client.delete_registered_model_alias(name, CHALLENGER)
-    client.set_model_version_tag(name, challenger.version, "stage", "production")
+    client.set_model_version_tag(name, challenger.version, STAGE_TAG, PRODUCTION)
     if champion is not None:
-        client.set_model_version_tag(name, champion.version, "stage", "archived")
-        client.set_model_version_tag(name, champion.version, "archived_by", str(challenger.version))
+        client.set_model_version_tag(name, champion.version, STAGE_TAG, ARCHIVED)
+        client.set_model_version_tag(
+            name, champion.version, ARCHIVED_BY_TAG, str(challenger.version)
+        )
     client.update_model_version(
         name, challenger.version, description=f"Champion since promotion: {reason}."
     )

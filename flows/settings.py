@@ -1,42 +1,101 @@
-"""Settings of the flows, read from the environment when a flow starts (never at import)."""
+"""The platform's settings: one typed model, read from the environment when something starts.
+
+Every default lives here. `.env.example` documents the same names and values (a test holds the
+two together), docker-compose.yml passes the values through without defaults of its own, and
+`make local` and the infra jobs read this model too. An empty value counts as unset, so a blank
+line in `.env` means "the default", never "the empty string".
+"""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 TLC_BASE_URL = "https://d37ci6vzurychx.cloudfront.net/trip-data"
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Where the flows find MLflow, the data bucket (or folder) and the TLC files."""
+class Settings(BaseSettings):
+    """Where the flows find MLflow, the data bucket (or folder) and the TLC files, and names."""
 
-    model_name: str
-    experiment_name: str
-    data_bucket: str | None
-    data_dir: str | None
-    s3_endpoint_url: str | None
-    tlc_base_url: str
-    mlflow_ui_url: str | None
+    model_config = SettingsConfigDict(
+        env_ignore_empty=True, extra="ignore", frozen=True, protected_namespaces=()
+    )
+
+    model_name: str = Field(default="taxi-trip-duration", description="registered model name")
+    experiment_name: str = Field(
+        default="taxi-trip-duration",
+        validation_alias=AliasChoices("MLFLOW_EXPERIMENT_NAME", "experiment_name"),
+    )
+    work_pool: str = "taxi-pool"
+    data_bucket: str | None = None
+    data_dir: str | None = None
+    mlflow_artifact_bucket: str = "mlflow-artifacts"
+    s3_endpoint_url: str | None = None
+    tlc_base_url: str = TLC_BASE_URL
+    mlflow_ui_url: str | None = None
+    notify_webhook_url: str | None = None
+    # Flow runs one worker runs at once (empty: derived from its cores and memory) and in the
+    # whole pool, whatever the number of workers.
+    worker_limit: int | None = Field(default=None, ge=1)
+    pool_limit: int = Field(
+        default=8, ge=1, validation_alias=AliasChoices("WORK_POOL_CONCURRENCY_LIMIT", "pool_limit")
+    )
+
+    @field_validator("tlc_base_url")
+    @classmethod
+    def _without_trailing_slash(cls, url: str) -> str:
+        """The flows append ``/<file>`` to the TLC URL."""
+        return url.rstrip("/")
 
     @classmethod
     def from_env(cls) -> Settings:
-        """Read the settings the compose file and `.env` provide."""
-        return cls(
-            model_name=os.environ.get("MODEL_NAME", "taxi-trip-duration"),
-            experiment_name=os.environ.get("MLFLOW_EXPERIMENT_NAME", "taxi-trip-duration"),
-            data_bucket=os.environ.get("DATA_BUCKET") or None,
-            data_dir=os.environ.get("DATA_DIR") or None,
-            s3_endpoint_url=os.environ.get("S3_ENDPOINT_URL") or None,
-            tlc_base_url=os.environ.get("TLC_BASE_URL", TLC_BASE_URL).rstrip("/"),
-            mlflow_ui_url=os.environ.get("MLFLOW_UI_URL") or None,
+        """The settings as this process's environment gives them now."""
+        return cls()
+
+    @classmethod
+    def from_mapping(cls, env: Mapping[str, str]) -> Settings:
+        """The settings as ``env`` (environment-style names) gives them, ignoring os.environ."""
+        values: dict[str, Any] = {
+            name: env[key] for name, key in env_names().items() if env.get(key)
+        }
+        return _GivenValuesOnly(**values)
+
+
+class _GivenValuesOnly(Settings):
+    """Settings from the values passed in, with no environment source behind them."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Only the values given to the constructor."""
+        return (init_settings,)
+
+
+def env_names() -> dict[str, str]:
+    """Each setting's field name and the environment variable that sets it."""
+    names = {}
+    for field_name, field in Settings.model_fields.items():
+        alias = field.validation_alias
+        names[field_name] = (
+            str(alias.choices[0]) if isinstance(alias, AliasChoices) else field_name.upper()
         )
+    return names
 
 
-def s3_client(endpoint_url: str | None):
-    """A boto3 S3 client with SigV4 (required by MinIO and most S3-compatible servers)."""
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client("s3", endpoint_url=endpoint_url, config=Config(signature_version="s3v4"))
+def documented_defaults() -> dict[str, str]:
+    """Each setting's environment name and its default as `.env.example` writes it."""
+    return {
+        env_name: ""
+        if Settings.model_fields[name].default is None
+        else str(Settings.model_fields[name].default)
+        for name, env_name in env_names().items()
+    }

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
-from flows.settings import Settings, s3_client
+from flows.s3 import MISSING_OBJECT, error_code, s3_client
+from flows.settings import Settings
 
 
 class DataStore(Protocol):
@@ -38,7 +39,7 @@ class DataStore(Protocol):
 class BucketStore:
     """Keys are objects of one S3 bucket."""
 
-    def __init__(self, s3, bucket: str) -> None:
+    def __init__(self, s3: Any, bucket: str) -> None:
         self.s3, self.bucket = s3, bucket
 
     def uri(self, key: str) -> str:
@@ -51,7 +52,7 @@ class BucketStore:
             self.s3.head_object(Bucket=self.bucket, Key=key)
             return True
         except ClientError as error:
-            if error.response["Error"]["Code"] in {"404", "NoSuchKey", "NotFound"}:
+            if error_code(error) in MISSING_OBJECT:
                 return False
             raise
 
@@ -63,7 +64,8 @@ class BucketStore:
         self.s3.put_object(Bucket=self.bucket, Key=key, Body=data)
 
     def read_bytes(self, key: str) -> bytes:
-        return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        body: bytes = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        return body
 
     def delete(self, key: str) -> None:
         self.s3.delete_object(Bucket=self.bucket, Key=key)

@@ -2,6 +2,8 @@
 
 An existing .env is never changed; settings that .env.example gained since it was written are
 appended (with fresh secrets), so `make up` keeps working after an upgrade without hand edits.
+Also the one reader of such files (`read_env`). Standard library only: `make up` runs it with the
+host's python3, before any virtual environment exists.
 """
 
 from __future__ import annotations
@@ -13,6 +15,22 @@ import sys
 from pathlib import Path
 
 GENERATED = re.compile(r"^(?P<key>[A-Z0-9_]+)=\s*#\s*generated\b.*$")
+
+
+def parse_env(text: str) -> dict[str, str]:
+    """The KEY=value settings of an env file's text, as docker compose reads them: comments and
+    blank lines skipped, a ` #` comment after a value dropped."""
+    settings = {}
+    for line in text.splitlines():
+        if "=" in line and not line.lstrip().startswith("#"):
+            key, value = line.split("=", 1)
+            settings[key.strip()] = value.split(" #", 1)[0].strip()
+    return settings
+
+
+def read_env(path: Path) -> dict[str, str]:
+    """The KEY=value settings of an env file."""
+    return parse_env(path.read_text())
 
 
 def secret_for(key: str) -> str:
@@ -39,7 +57,7 @@ def render(example: str, overrides: dict[str, str]) -> str:
 
 def missing_settings(example: str, existing: str) -> str:
     """Lines of the rendered example whose keys ``existing`` lacks ('' when none)."""
-    have = {line.split("=", 1)[0] for line in existing.splitlines() if "=" in line}
+    have = set(parse_env(existing))
     rendered = render(example, {}).splitlines()
     return "\n".join(
         line
@@ -49,6 +67,7 @@ def missing_settings(example: str, existing: str) -> str:
 
 
 def main() -> int:
+    """Write or extend the env file; 0 on success."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--example", type=Path, default=Path(".env.example"))
     parser.add_argument("--output", type=Path, default=Path(".env"))

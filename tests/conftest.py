@@ -10,9 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests import servers
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-TLC_DATA = REPO_ROOT.parent / "shared" / "data" / "nyc-tlc"
+from tests.paths import TLC_DATA
 
 
 @pytest.fixture(scope="session")

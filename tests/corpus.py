@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tests.conftest import TLC_DATA
+from tests.paths import TLC_DATA
 
 GOOD = TLC_DATA / "green_tripdata_2021-01.parquet"
 

@@ -16,13 +16,13 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg2
-import requests
 from psycopg2 import sql
+
+from infra.waiting import wait_for_http
 
 
 def free_port() -> int:
@@ -30,21 +30,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def wait_for_http(url: str, timeout_s: float, process: subprocess.Popen | None = None) -> None:
-    """Poll ``url`` until it answers 200; fail early if ``process`` exits."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"server for {url} exited with {process.returncode}")
-        try:
-            if requests.get(url, timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"{url} did not answer within {timeout_s:.0f}s")
 
 
 def stop_process(process: subprocess.Popen, timeout_s: float = 20) -> None:
@@ -88,7 +73,7 @@ def serve_on_free_port(
     ]
     process = start_logged(cmd, env, log_path)
     url = f"http://127.0.0.1:{port}"
-    wait_for_http(f"{url}{health_path}", timeout_s, process)
+    wait_for_http(f"{url}{health_path}", timeout_s, lambda: process.poll() is None)
     return url, process
 
 
@@ -264,7 +249,7 @@ def start_s3(workdir: Path) -> S3Server:
         workdir / "s3.log",
     )
     url = f"http://127.0.0.1:{port}"
-    wait_for_http(f"{url}/moto-api/", 30, process)
+    wait_for_http(f"{url}/moto-api/", 30, lambda: process.poll() is None)
     return S3Server(endpoint_url=url, process=process)
 
 
@@ -332,6 +317,8 @@ def start_prefect(database_url: str, workdir: Path) -> PrefectServer:
         "PREFECT_HOME": str(home),
         "PREFECT_API_DATABASE_CONNECTION_URL": database_url,
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_LOGS_STREAM_OUT_ENABLED": "true",  # as in docker-compose.yml
+        "PREFECT_SERVER_LOGS_STREAM_PUBLISHING_ENABLED": "true",
     }
     env.pop("PREFECT_API_URL", None)  # a server, not a client of another one
     url, process = serve_on_free_port(

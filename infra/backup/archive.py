@@ -1,7 +1,7 @@
 """`make backup` and `make restore`: the stack's databases and buckets in one archive.
 
-    python3 infra/backup/archive.py backup  --env-file .env [--dir backups]
-    python3 infra/backup/archive.py restore --env-file .env FILE
+    python3 -m infra.backup.archive backup  --env-file .env [--dir backups]
+    python3 -m infra.backup.archive restore --env-file .env FILE
 
 The archive (`<project>-<UTC time>.tar`) holds one `pg_dump -Fc` per database, `buckets.tar`
 (every object of the artifact and data buckets) and `manifest.json` (sizes and sha256 of each).
@@ -24,18 +24,15 @@ import tarfile
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO, Any
+
+from infra.make_env import read_env
 
 APP_SERVICES = ["mlflow", "prefect-server", "worker"]
 
 
-def read_env(path: Path) -> dict[str, str]:
-    """The KEY=value settings of an env file."""
-    settings = {}
-    for line in path.read_text().splitlines():
-        if "=" in line and not line.lstrip().startswith("#"):
-            key, value = line.split("=", 1)
-            settings[key.strip()] = value.split(" #", 1)[0].strip()
-    return settings
+class BackupError(Exception):
+    """A backup or restore that cannot go on; the message says why."""
 
 
 class Stack:
@@ -44,7 +41,9 @@ class Stack:
     def __init__(self, compose: list[str], env: dict[str, str]) -> None:
         self.compose, self.env = compose, env
 
-    def run(self, *args: str, stdin=None, stdout=None) -> subprocess.CompletedProcess:
+    def run(
+        self, *args: str, stdin: IO[bytes] | None = None, stdout: IO[bytes] | None = None
+    ) -> subprocess.CompletedProcess[bytes]:
         """`docker compose ARGS`, failing loudly with its error output."""
         result = subprocess.run(
             [*self.compose, *args],
@@ -54,7 +53,7 @@ class Stack:
         )
         if result.returncode != 0:
             command = shlex.join(["docker compose", *args])
-            raise SystemExit(f"{command} failed:\n{result.stderr.decode(errors='replace')}")
+            raise BackupError(f"{command} failed:\n{result.stderr.decode(errors='replace')}")
         return result
 
     def databases(self) -> dict[str, str]:
@@ -63,11 +62,11 @@ class Stack:
         prefect = self.env.get("PREFECT_DB_USER") or "prefect"
         return {mlflow: mlflow, f"{mlflow}_auth": mlflow, prefect: prefect}
 
-    def buckets(self, command: str, **streams) -> None:
-        """`infra/backup/buckets.py export|import` in a one-off container holding the S3 key."""
+    def buckets(self, command: str, **streams: IO[bytes]) -> None:
+        """`infra.backup.buckets export|import` in a one-off container holding the S3 key."""
         self.run(
             "run", "--rm", "--no-deps", "-T", "create-buckets",
-            "python", "infra/backup/buckets.py", command,
+            "python", "-m", "infra.backup.buckets", command,
             **streams,
         )  # fmt: skip
 
@@ -80,20 +79,20 @@ class Stack:
 
 def sha256(path: Path) -> str:
     """The hex sha256 of a file."""
-    digest = hashlib.sha256()
     with path.open("rb") as data:
-        for block in iter(lambda: data.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(data, "sha256").hexdigest()
 
 
-def bucket_manifest(buckets_tar: Path) -> dict[str, dict]:
+def bucket_manifest(buckets_tar: Path) -> dict[str, dict[str, Any]]:
     """Size and sha256 of each object in the exported bucket stream."""
     objects = {}
     with tarfile.open(buckets_tar, mode="r|") as archive:
         for member in archive:
-            if member.isfile():
-                digest = hashlib.sha256(archive.extractfile(member).read()).hexdigest()
+            content = archive.extractfile(member) if member.isfile() else None
+            if content is not None:
+                # A tar member is a BufferedReader (readinto included); typeshed says IO[bytes].
+                hashed = hashlib.file_digest(content, "sha256")  # type: ignore[arg-type]
+                digest = hashed.hexdigest()
                 objects[member.name] = {"size": member.size, "sha256": digest}
     return objects
 
@@ -106,7 +105,9 @@ def backup(stack: Stack, target_dir: Path) -> Path:
     target = target_dir / f"{project}-{stamp}.tar"
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        manifest = {"created": stamp, "project": project, "databases": {}, "objects": {}}
+        manifest: dict[str, Any] = {
+            "created": stamp, "project": project, "databases": {}, "objects": {}
+        }  # fmt: skip
         for database, owner in stack.databases().items():
             dump = work / f"{database}.dump"
             with dump.open("wb") as out:
@@ -145,27 +146,27 @@ def backup(stack: Stack, target_dir: Path) -> Path:
     return target
 
 
-def checked_members(archive_path: Path, work: Path) -> dict:
+def checked_members(archive_path: Path, work: Path) -> dict[str, Any]:
     """Unpack the archive into ``work`` and verify it against its manifest; return the manifest."""
     try:
         with tarfile.open(archive_path) as archive:
             archive.extractall(work, filter="data")
     except (tarfile.TarError, OSError) as error:
-        raise SystemExit(f"{archive_path}: not a readable backup archive ({error})") from error
+        raise BackupError(f"{archive_path}: not a readable backup archive ({error})") from error
     manifest_path = work / "manifest.json"
     if not manifest_path.is_file():
-        raise SystemExit(f"{archive_path}: no manifest.json, not made by `make backup`")
+        raise BackupError(f"{archive_path}: no manifest.json, not made by `make backup`")
     manifest = json.loads(manifest_path.read_text())
     for database, entry in manifest["databases"].items():
         dump = work / f"{database}.dump"
         if not dump.is_file() or sha256(dump) != entry["sha256"]:
-            raise SystemExit(f"{archive_path}: {database}.dump is missing or damaged")
+            raise BackupError(f"{archive_path}: {database}.dump is missing or damaged")
     if bucket_manifest(work / "buckets.tar") != manifest["objects"]:
-        raise SystemExit(f"{archive_path}: buckets.tar does not match its manifest")
-    return manifest
+        raise BackupError(f"{archive_path}: buckets.tar does not match its manifest")
+    return dict(manifest)
 
 
-def replace_contents(stack: Stack, manifest: dict, work: Path) -> None:
+def replace_contents(stack: Stack, manifest: dict[str, Any], work: Path) -> None:
     """Drop and reload each database from its dump, then replace the buckets' objects."""
     for database in manifest["databases"]:
         stack.psql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
@@ -204,8 +205,8 @@ def restore(stack: Stack, archive_path: Path) -> None:
         stack.run("stop", *APP_SERVICES)
         try:
             replace_contents(stack, manifest, work)
-        except SystemExit as error:
-            raise SystemExit(
+        except BackupError as error:
+            raise BackupError(
                 f"{error}\nThe restore stopped midway; MLflow, Prefect and the worker stay "
                 "stopped. Fix the cause and run `make restore` again: it starts over."
             ) from error
@@ -215,6 +216,7 @@ def restore(stack: Stack, archive_path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`backup` or `restore`; exit code 1 with the reason when it cannot be done."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -224,12 +226,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, default=Path("backups"), help="backup: where to write")
     args = parser.parse_intermixed_args(argv)  # FILE may follow the options
     stack = Stack(["docker", "compose", "--env-file", str(args.env_file)], read_env(args.env_file))
-    if args.command == "backup":
-        print(f"backup written: {backup(stack, args.dir)}")
-        return 0
-    if args.file is None or not args.file.is_file():
+    if args.command == "restore" and (args.file is None or not args.file.is_file()):
         parser.error(f"restore needs an existing archive: FILE={args.file or ''}")
-    restore(stack, args.file)
+    try:
+        if args.command == "backup":
+            print(f"backup written: {backup(stack, args.dir)}")
+        else:
+            restore(stack, args.file)
+    except BackupError as error:
+        print(f"make {args.command}: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

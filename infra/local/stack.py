@@ -5,10 +5,10 @@ servers keep SQLite databases and artifacts in one data directory (LOCAL_DIR); w
 MLFLOW_BACKEND_STORE_URI / PREFECT_API_DATABASE_CONNECTION_URL they use those databases, and with
 S3_ENDPOINT_URL the artifacts and trip files go to S3 buckets, as in the compose stack.
 
-    python infra/local/stack.py up      start (detached), wait until every service answers
-    python infra/local/stack.py down    stop; the data directory stays
-    python infra/local/stack.py status  exit 0 when the stack of LOCAL_DIR is running
-    python infra/local/stack.py wait-for URL   block until URL answers (the Procfile's worker)
+    python -m infra.local.stack up      start (detached), wait until every service answers
+    python -m infra.local.stack down    stop; the data directory stays
+    python -m infra.local.stack status  each service's state; exit 0 when the stack runs
+    python -m infra.local.stack wait-for URL   block until URL answers (the Procfile's worker)
 """
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import requests
+
+from flows.settings import Settings
+from infra.waiting import answers, wait_for_http
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROCFILE = Path(__file__).with_name("Procfile")
@@ -92,24 +95,24 @@ def s3_settings(env: dict[str, str]) -> dict[str, str]:
 
 def client_settings(stack: LocalStack, env: dict[str, str]) -> dict[str, str]:
     """Settings shared by the worker and the make targets: addresses, names, the data store."""
+    platform = Settings.from_mapping(env)
     settings = {
         "PREFECT_API_URL": stack.prefect_api_url,
         "MLFLOW_TRACKING_URI": stack.mlflow_url,
         "MLFLOW_UI_URL": stack.mlflow_url,
-        "WORK_POOL": env.get("WORK_POOL") or "taxi-pool",
-        "MODEL_NAME": env.get("MODEL_NAME") or "taxi-trip-duration",
-        "MLFLOW_EXPERIMENT_NAME": env.get("MLFLOW_EXPERIMENT_NAME") or "taxi-trip-duration",
-        "TLC_BASE_URL": env.get("TLC_BASE_URL")
-        or "https://d37ci6vzurychx.cloudfront.net/trip-data",
+        "WORK_POOL": platform.work_pool,
+        "MODEL_NAME": platform.model_name,
+        "MLFLOW_EXPERIMENT_NAME": platform.experiment_name,
+        "TLC_BASE_URL": platform.tlc_base_url,
         # Where flow runs start (prefect.yaml's pull step): this checkout.
         "APP_DIR": str(REPO_ROOT),
         "PREFECT_HOME": str(stack.data_dir / "prefect"),
     }
-    if env.get("NOTIFY_WEBHOOK_URL"):
-        settings["NOTIFY_WEBHOOK_URL"] = env["NOTIFY_WEBHOOK_URL"]
+    if platform.notify_webhook_url:
+        settings["NOTIFY_WEBHOOK_URL"] = platform.notify_webhook_url
     s3 = s3_settings(env)
     if s3:
-        settings |= s3 | {"DATA_BUCKET": env.get("DATA_BUCKET") or "taxi-data"}
+        settings |= s3 | {"DATA_BUCKET": platform.data_bucket or "taxi-data"}
     else:
         settings["DATA_DIR"] = str(stack.data_dir / "data")
     return settings
@@ -117,12 +120,8 @@ def client_settings(stack: LocalStack, env: dict[str, str]) -> dict[str, str]:
 
 def services_settings(stack: LocalStack, env: dict[str, str]) -> dict[str, str]:
     """Everything the three processes need, on top of ``client_settings``."""
-    s3 = s3_settings(env)
-    artifacts = (
-        f"s3://{env.get('MLFLOW_ARTIFACT_BUCKET') or 'mlflow-artifacts'}"
-        if s3
-        else str(stack.data_dir / "artifacts")
-    )
+    bucket = Settings.from_mapping(env).mlflow_artifact_bucket
+    artifacts = f"s3://{bucket}" if s3_settings(env) else str(stack.data_dir / "artifacts")
     return client_settings(stack, env) | {
         "PATH": f"{BIN_DIR}{os.pathsep}{env.get('PATH', '')}",
         "MLFLOW_PORT": str(stack.mlflow_port),
@@ -135,6 +134,9 @@ def services_settings(stack: LocalStack, env: dict[str, str]) -> dict[str, str]:
         "PREFECT_API_DATABASE_CONNECTION_URL": env.get("PREFECT_API_DATABASE_CONNECTION_URL")
         or f"sqlite+aiosqlite:///{stack.data_dir / 'prefect' / 'prefect.db'}",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        # As in docker-compose.yml: flow-run logs over the websocket, for `make train`.
+        "PREFECT_SERVER_LOGS_STREAM_OUT_ENABLED": "true",
+        "PREFECT_SERVER_LOGS_STREAM_PUBLISHING_ENABLED": "true",
         "PREFECT_UI_API_URL": stack.prefect_api_url,
         # Flow runs send heartbeats, so the zombie automation can mark a lost run Crashed.
         "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30",
@@ -169,14 +171,6 @@ def running_pid(stack: LocalStack) -> int | None:
     except (FileNotFoundError, ValueError):
         return None
     return pid if alive(pid) else None
-
-
-def answers(url: str) -> bool:
-    """True when ``url`` answers 200."""
-    try:
-        return requests.get(url, timeout=2).status_code == 200
-    except requests.RequestException:
-        return False
 
 
 def worker_online(stack: LocalStack, pool: str) -> bool:
@@ -220,8 +214,9 @@ def create_buckets(settings: dict[str, str]) -> None:
         settings["DATA_BUCKET"],
     ]
     subprocess.run(
-        [sys.executable, str(REPO_ROOT / "infra" / "minio" / "create_buckets.py"), *buckets],
+        [sys.executable, "-m", "infra.minio.create_buckets", *buckets],
         env={**os.environ, **settings},
+        cwd=REPO_ROOT,
         check=True,
     )
 
@@ -233,7 +228,7 @@ def port_in_use(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
-def start_honcho(stack: LocalStack) -> subprocess.Popen:
+def start_honcho(stack: LocalStack) -> subprocess.Popen[bytes]:
     """honcho running the Procfile in its own session, so it outlives `make local`."""
     log = stack.log_file.open("ab")
     return subprocess.Popen(
@@ -284,8 +279,9 @@ def up(stack: LocalStack, env: dict[str, str]) -> int:
         print(f"make local: {error}", file=sys.stderr)
         return 1
     subprocess.run(
-        [sys.executable, str(REPO_ROOT / "infra" / "prefect" / "automations.py")],
+        [sys.executable, "-m", "infra.prefect.automations"],
         env={**os.environ, **client},
+        cwd=REPO_ROOT,
         check=True,
     )
     print(f"\nMLflow   {stack.mlflow_url}\nPrefect  http://127.0.0.1:{stack.prefect_port}")
@@ -312,16 +308,32 @@ def down(stack: LocalStack, timeout_s: float = 30) -> int:
 
 def wait_for(url: str, timeout_s: float = START_TIMEOUT_S) -> int:
     """Block until ``url`` answers 200 (the worker waits for its server this way)."""
-    deadline = time.monotonic() + timeout_s
-    while not answers(url):
-        if time.monotonic() > deadline:
-            print(f"{url} did not answer within {timeout_s:.0f}s", file=sys.stderr)
-            return 1
-        time.sleep(0.5)
+    try:
+        wait_for_http(url, timeout_s)
+    except TimeoutError as error:
+        print(error, file=sys.stderr)
+        return 1
+    return 0
+
+
+def status(stack: LocalStack, pool: str) -> int:
+    """Print each process's state (`make ps`); 0 while the stack runs."""
+    pid = running_pid(stack)
+    if pid is None:
+        print(f"no local stack runs for {stack.data_dir}")
+        return 1
+    mlflow_ok = answers(f"{stack.mlflow_url}/health")
+    prefect_ok = answers(f"{stack.prefect_api_url}/health")
+    print(f"local stack in {stack.data_dir} (honcho pid {pid}, log {stack.log_file})")
+    print(f"  mlflow   {stack.mlflow_url:<28} {'healthy' if mlflow_ok else 'not answering'}")
+    print(f"  prefect  {stack.prefect_api_url:<28} {'healthy' if prefect_ok else 'not answering'}")
+    online = prefect_ok and worker_online(stack, pool)
+    print(f"  worker   pool {pool:<23} {'online' if online else 'not online'}")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command for the stack that LOCAL_DIR and the ports name."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -336,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
         return down(stack)
     if args.command == "wait-for":
         return wait_for(args.url)
-    return 0 if running_pid(stack) else 1
+    return status(stack, Settings.from_mapping(env).work_pool)
 
 
 if __name__ == "__main__":

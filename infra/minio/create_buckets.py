@@ -1,67 +1,69 @@
-"""Create the artifact and data buckets if they are missing; safe to run any number of times."""
+"""Create the artifact and data buckets if they are missing; safe to run any number of times.
+
+python -m infra.minio.create_buckets [BUCKET...]    (default: MLFLOW_ARTIFACT_BUCKET, DATA_BUCKET)
+"""
 
 from __future__ import annotations
 
-import os
 import sys
 import time
+from typing import Any
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import ClientError, EndpointConnectionError
 
+from flows.s3 import error_code, is_missing, s3_client
+from flows.settings import Settings
 
-def s3_client():
-    """An S3 client for the configured endpoint (MinIO in compose, any S3-compatible server)."""
-    return boto3.client(
-        "s3",
-        endpoint_url=os.environ.get("S3_ENDPOINT_URL") or None,
-        aws_access_key_id=os.environ["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=os.environ["AWS_SECRET_ACCESS_KEY"],
-        region_name=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
-        config=Config(signature_version="s3v4", retries={"max_attempts": 5, "mode": "standard"}),
-    )
+# Another init run may have won the race to create a bucket; that is the state we want.
+ALREADY_THERE = frozenset({"BucketAlreadyOwnedByYou", "BucketAlreadyExists"})
 
 
-def ensure_bucket(client, name: str) -> bool:
+def ensure_bucket(client: Any, name: str) -> bool:
     """Create ``name`` unless it exists; return True when it was created."""
     try:
         client.head_bucket(Bucket=name)
         return False
     except ClientError as error:
-        if error.response["Error"]["Code"] not in {"404", "NoSuchBucket", "NotFound"}:
+        if not is_missing(error):
             raise
     try:
         client.create_bucket(Bucket=name)
     except ClientError as error:
-        # Another init run may have won the race; that is the state we want.
-        if error.response["Error"]["Code"] not in {
-            "BucketAlreadyOwnedByYou",
-            "BucketAlreadyExists",
-        }:
+        if error_code(error) not in ALREADY_THERE:
             raise
     return True
 
 
-def main(bucket_names: list[str], timeout_s: float = 60.0) -> int:
-    """Ensure every bucket exists, waiting up to ``timeout_s`` for the endpoint to answer."""
-    client = s3_client()
+def wait_for_endpoint(client: Any, timeout_s: float) -> bool:
+    """True once the S3 endpoint answers; False after ``timeout_s`` of silence."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
             client.list_buckets()
-            break
+            return True
         except EndpointConnectionError:
             if time.monotonic() > deadline:
-                print(f"S3 endpoint {client.meta.endpoint_url} did not answer", file=sys.stderr)
-                return 1
+                return False
             time.sleep(1)
+
+
+def main(bucket_names: list[str], timeout_s: float = 60.0) -> int:
+    """Ensure every bucket exists, waiting up to ``timeout_s`` for the endpoint to answer."""
+    client = s3_client(Settings.from_env().s3_endpoint_url)
+    if not wait_for_endpoint(client, timeout_s):
+        print(f"S3 endpoint {client.meta.endpoint_url} did not answer", file=sys.stderr)
+        return 1
     for name in bucket_names:
         created = ensure_bucket(client, name)
         print(f"bucket {name}: {'created' if created else 'exists'}")
     return 0
 
 
+def default_buckets() -> list[str]:
+    """The buckets the settings name."""
+    settings = Settings.from_env()
+    return [settings.mlflow_artifact_bucket, *filter(None, [settings.data_bucket])]
+
+
 if __name__ == "__main__":
-    names = sys.argv[1:] or [os.environ["MLFLOW_ARTIFACT_BUCKET"], os.environ["DATA_BUCKET"]]
-    sys.exit(main(names))
+    sys.exit(main(sys.argv[1:] or default_buckets()))

@@ -1,4 +1,7 @@
-"""MLflow accounts: the worker's (kept in step with .env) and teammates' (`make user`)."""
+"""MLflow accounts: the worker's (kept in step with .env) and teammates' (`make user`).
+
+python -m infra.mlflow.users sync-worker | create NAME | delete NAME | grant NAME ...
+"""
 
 from __future__ import annotations
 
@@ -6,17 +9,18 @@ import argparse
 import os
 import secrets
 import sys
+from typing import Any
 
 from mlflow.exceptions import MlflowException
 from mlflow.server import get_app_client
 
 
-def auth_client():
+def auth_client() -> Any:
     """The basic-auth admin client; credentials come from MLFLOW_TRACKING_USERNAME/PASSWORD."""
     return get_app_client("basic-auth", tracking_uri=os.environ["MLFLOW_TRACKING_URI"])
 
 
-def user_exists(client, username: str) -> bool:
+def user_exists(client: Any, username: str) -> bool:
     """True when ``username`` has an account."""
     try:
         client.get_user(username)
@@ -27,7 +31,7 @@ def user_exists(client, username: str) -> bool:
         raise
 
 
-def ensure_user(client, username: str, password: str) -> str:
+def ensure_user(client: Any, username: str, password: str) -> str:
     """Create the account, or set its password to ``password``; say which."""
     if user_exists(client, username):
         client.update_user_password(username, password)
@@ -37,7 +41,7 @@ def ensure_user(client, username: str, password: str) -> str:
 
 
 def grant_permission(
-    client, username: str, experiment: str | None, model: str | None, permission: str
+    client: Any, username: str, experiment: str | None, model: str | None, permission: str
 ) -> int:
     """Grant ``permission`` on an experiment (by name) or a registered model."""
     import mlflow
@@ -47,15 +51,16 @@ def grant_permission(
         if found is None:
             print(f"no experiment named {experiment}", file=sys.stderr)
             return 1
-        resource_type, resource_id = "experiment", found.experiment_id
+        resource_type, resource_id = "experiment", str(found.experiment_id)
     else:
-        resource_type, resource_id = "registered_model", model
+        resource_type, resource_id = "registered_model", str(model)
     client.grant_user_permission(username, resource_type, resource_id, permission)
     print(f"{username}: {permission} on {resource_type} {experiment or model}")
     return 0
 
 
 def main() -> int:
+    """Run one account command as the admin (MLFLOW_TRACKING_USERNAME/PASSWORD)."""
     parser = argparse.ArgumentParser(description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("sync-worker", help="create or update the worker's account from the env")

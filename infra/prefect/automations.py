@@ -1,36 +1,44 @@
-"""The Prefect automations the platform relies on; safe to run any number of times.
+"""The Prefect objects the platform relies on: its work pool and automations; safe to re-run.
+
+- the work pool WORK_POOL (process type), limited to WORK_POOL_CONCURRENCY_LIMIT flow runs at once
+  whatever the number of workers (each worker also has its own limit: infra/prefect/worker.py).
 
 - "crash zombie flow runs": a flow run whose heartbeats stop (worker killed, machine lost) is
   marked Crashed instead of Running forever (Prefect's documented recipe for self-hosted servers;
   the worker sends heartbeats every PREFECT_FLOWS_HEARTBEAT_FREQUENCY seconds).
 - "notify on failed flow runs": Failed or Crashed flow runs are posted to NOTIFY_WEBHOOK_URL
   (removed when that setting is empty).
-- "fail MLflow runs of crashed flow runs": runs the reaper deployment on each crash (made once
-  `make deploy` has created that deployment).
 
-Run by the compose job `prefect-automations` on every `make up`, and by `make deploy`.
+What a deployment does on an event (the MLflow-run reaper on each crash) is a deployment trigger in
+prefect.yaml instead, applied by `make deploy`.
+
+    python -m infra.prefect.automations     (the compose job `prefect-automations` on every
+                                             `make up`, and `make deploy`)
 """
 
 from __future__ import annotations
 
-import os
 import sys
 from datetime import timedelta
+from typing import Any
+from uuid import UUID
 
 from prefect.automations import AutomationCore
 from prefect.blocks.notifications import CustomWebhookNotificationBlock
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import StateType
-from prefect.events.actions import ChangeFlowRunState, RunDeployment, SendNotification
+from prefect.events.actions import ChangeFlowRunState, SendNotification
 from prefect.events.schemas.automations import EventTrigger, Posture
 from prefect.events.schemas.events import ResourceSpecification
 from prefect.exceptions import ObjectNotFound
 
+from flows.settings import Settings
+
 ZOMBIES = "crash zombie flow runs"
 NOTIFY = "notify on failed flow runs"
-REAP = "fail MLflow runs of crashed flow runs"
 WEBHOOK_BLOCK = "platform-alerts"
-REAPER_DEPLOYMENT = "fail-orphaned-mlflow-runs/reap-mlflow-runs"
+# Made by earlier versions; now the reaper deployment's own trigger (prefect.yaml) does this.
+RETIRED = ["fail MLflow runs of crashed flow runs"]
 # Three heartbeats (every 30 s) missed: the flow run's process is gone.
 ZOMBIE_AFTER = timedelta(seconds=90)
 FLOW_RUNS = ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]})
@@ -75,7 +83,7 @@ def failure_trigger() -> EventTrigger:
     )
 
 
-def notify_automation(block_document_id) -> AutomationCore:
+def notify_automation(block_document_id: UUID) -> AutomationCore:
     """Failed and crashed flow runs are posted to the webhook block."""
     return AutomationCore(
         name=NOTIFY,
@@ -95,19 +103,7 @@ def notify_automation(block_document_id) -> AutomationCore:
     )
 
 
-def reap_automation(deployment_id) -> AutomationCore:
-    """Each crash runs the reaper deployment, which fails the crashed run's MLflow run."""
-    return AutomationCore(
-        name=REAP,
-        description="Runs fail-orphaned-mlflow-runs when a flow run crashes.",
-        trigger=EventTrigger(
-            expect={"prefect.flow-run.Crashed"}, match=FLOW_RUNS, posture=Posture.Reactive
-        ),
-        actions=[RunDeployment(source="selected", deployment_id=deployment_id, parameters={})],
-    )
-
-
-def put(client, automation: AutomationCore) -> str:
+def put(client: Any, automation: AutomationCore) -> str:
     """Create the automation, or replace the one with its name; return what was done."""
     existing = client.read_automations_by_name(automation.name)
     for duplicate in existing[1:]:
@@ -119,7 +115,7 @@ def put(client, automation: AutomationCore) -> str:
     return "created"
 
 
-def remove(client, name: str) -> bool:
+def remove(client: Any, name: str) -> bool:
     """Delete the automations called ``name``; True when one existed."""
     existing = client.read_automations_by_name(name)
     for automation in existing:
@@ -127,7 +123,7 @@ def remove(client, name: str) -> bool:
     return bool(existing)
 
 
-def webhook_block(url: str):
+def webhook_block(url: str) -> UUID:
     """Save the webhook block (JSON with text, subject and body: Slack and Mattermost read text)."""
     block = CustomWebhookNotificationBlock(
         name=WEBHOOK_BLOCK,
@@ -135,26 +131,48 @@ def webhook_block(url: str):
         method="POST",
         json_data={"text": "{{subject}}\n{{body}}", "subject": "{{subject}}", "body": "{{body}}"},
     )
-    return block.save(WEBHOOK_BLOCK, overwrite=True)
+    saved: UUID = block.save(WEBHOOK_BLOCK, overwrite=True)  # type: ignore[assignment]
+    return saved
 
 
-def sync(webhook_url: str | None) -> None:
-    """Bring the server's automations in line with the settings."""
+def ensure_pool(client: Any, name: str, limit: int) -> str:
+    """Create the process work pool, or set its concurrency limit; return what was done."""
+    from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
+    from prefect.workers.process import ProcessWorker
+
+    try:
+        pool = client.read_work_pool(name)
+    except ObjectNotFound:
+        template = ProcessWorker.get_default_base_job_template()
+        client.create_work_pool(
+            WorkPoolCreate(
+                name=name, type="process", base_job_template=template, concurrency_limit=limit
+            )
+        )
+        return f"created (at most {limit} flow runs at once)"
+    if pool.concurrency_limit != limit:
+        client.update_work_pool(name, WorkPoolUpdate(concurrency_limit=limit))
+        return f"limit set to {limit} flow runs at once"
+    return f"unchanged (at most {limit} flow runs at once)"
+
+
+def sync(settings: Settings) -> None:
+    """Bring the server's work pool and automations in line with the settings."""
+    webhook_url = settings.notify_webhook_url
     with get_client(sync_client=True) as client:
+        pool = settings.work_pool
+        print(f"work pool '{pool}': {ensure_pool(client, pool, settings.pool_limit)}")
         print(f"automation '{ZOMBIES}': {put(client, zombie_automation())}")
         if webhook_url:
             block_id = webhook_block(webhook_url)
             print(f"automation '{NOTIFY}': {put(client, notify_automation(block_id))}")
         elif remove(client, NOTIFY):
             print(f"automation '{NOTIFY}': removed (NOTIFY_WEBHOOK_URL is empty)")
-        try:
-            deployment = client.read_deployment_by_name(REAPER_DEPLOYMENT)
-        except ObjectNotFound:
-            print(f"automation '{REAP}': waits for `make deploy` ({REAPER_DEPLOYMENT})")
-            return
-        print(f"automation '{REAP}': {put(client, reap_automation(deployment.id))}")
+        for name in RETIRED:
+            if remove(client, name):
+                print(f"automation '{name}': removed (a deployment trigger does it now)")
 
 
 if __name__ == "__main__":
-    sync(os.environ.get("NOTIFY_WEBHOOK_URL") or None)
+    sync(Settings.from_env())
     sys.exit(0)

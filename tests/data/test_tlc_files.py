@@ -7,7 +7,7 @@ import pytest
 
 from flows.data import load_trips
 from flows.features import FEATURE_COLUMNS, build_features
-from tests.conftest import TLC_DATA
+from tests.paths import TLC_DATA
 
 # rows, and rows with a 1-60 minute duration (shared/data/nyc-tlc/README.md)
 EXPECTED = {

@@ -14,6 +14,8 @@ import requests
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from tests.e2e.compose import CONTAINER_SCRIPTS
+
 pytestmark = pytest.mark.e2e
 
 
@@ -93,33 +95,6 @@ class Echo(mlflow.pyfunc.PythonModel):
         return model_input
 
 
-TEAMMATE_SCRIPT = """
-import hashlib, json, os, tempfile
-import mlflow, numpy as np, xgboost as xgb
-assert not any(k.startswith(("AWS_", "S3_", "MLFLOW_S3")) for k in os.environ), "an S3 key leaked"
-work = tempfile.mkdtemp()
-blob = os.path.join(work, "blob.bin")
-with open(blob, "wb") as out:
-    out.write(os.urandom(3 << 20))
-mlflow.set_experiment("carol-experiment")
-with mlflow.start_run() as run:
-    mlflow.log_metric("rmse", 1.5)
-    mlflow.log_artifact(blob)
-    x = np.random.rand(50, 3)
-    model = xgb.XGBRegressor(n_estimators=3).fit(x, x.sum(axis=1))
-    mlflow.xgboost.log_model(model, name="model", input_example=x[:2])
-version = mlflow.register_model(f"runs:/{run.info.run_id}/model", "carol-model")
-back = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="blob.bin")
-loaded = mlflow.pyfunc.load_model(f"models:/carol-model/{version.version}")
-print(json.dumps({
-    "same_bytes": hashlib.sha256(open(back, "rb").read()).hexdigest()
-    == hashlib.sha256(open(blob, "rb").read()).hexdigest(),
-    "version": version.version,
-    "predictions": len(loaded.predict(x[:4])),
-}))
-"""
-
-
 def test_teammate_in_another_container_follows_the_readme(stack):
     """The README's teammate steps, from a container outside the stack's network."""
     password = create_user(stack, "carol")
@@ -136,10 +111,11 @@ def test_teammate_in_another_container_follows_the_readme(stack):
             "MLFLOW_TRACKING_USERNAME=carol",
             "-e",
             f"MLFLOW_TRACKING_PASSWORD={password}",
+            "-v",
+            f"{CONTAINER_SCRIPTS / 'teammate.py'}:/teammate.py:ro",
             stack.env()["APP_IMAGE"],
             "python",
-            "-c",
-            TEAMMATE_SCRIPT,
+            "/teammate.py",
         ],
         capture_output=True,
         text=True,

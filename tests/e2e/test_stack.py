@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 from pathlib import Path
@@ -11,8 +10,8 @@ import mlflow
 import pytest
 import requests
 
-from tests.conftest import REPO_ROOT
-from tests.e2e.conftest import published_addresses, published_ports
+from tests.e2e.compose import CONTAINER_SCRIPTS, published_addresses, published_ports
+from tests.paths import REPO_ROOT
 
 pytestmark = pytest.mark.e2e
 
@@ -59,18 +58,9 @@ def test_host_client_with_only_the_url_round_trips_artifacts(stack, tmp_path, mo
     )
     assert Path(back).read_bytes() == payload
 
-    listing = stack.exec_python(
-        "mlflow",
-        (
-            "import boto3, os, json;"
-            "s3 = boto3.client('s3', endpoint_url=os.environ['S3_ENDPOINT_URL']);"
-            "print(json.dumps([(o['Key'], o['Size']) for o in "
-            "s3.list_objects_v2(Bucket=os.environ.get('BUCKET', 'mlflow-artifacts'))['Contents']]))"
-        ),
-    )
-    objects = dict(json.loads(listing))
-    key = next(k for k in objects if k.endswith(f"{run.info.run_id}/artifacts/blob.bin"))
-    assert objects[key] == len(payload)
+    sizes = stack.buckets("list")
+    key = next(k for k in sizes if k.endswith(f"{run.info.run_id}/artifacts/blob.bin"))
+    assert key.startswith("mlflow-artifacts/") and sizes[key] == len(payload)
 
 
 def test_uis_are_served_to_the_host(stack):
@@ -90,26 +80,14 @@ def test_uis_are_served_to_the_host(stack):
     assert mlflow_page.status_code == 200 and "<html" in mlflow_page.text.lower()
 
 
-WORKER_PROBE = """
-import asyncio
-import mlflow
-from prefect.client.orchestration import get_client
-
-
-async def work_pool_names():
-    async with get_client() as client:
-        return [pool.name for pool in await client.read_work_pools()]
-
-
-print(mlflow.get_tracking_uri(), len(mlflow.search_experiments()) >= 1)
-print(",".join(asyncio.run(work_pool_names())))
-"""
-
-
 def test_worker_reaches_services_by_name(stack):
-    """From inside the worker, by service name, with the worker's own credentials."""
-    lines = stack.exec_python("worker", WORKER_PROBE).split()
-    assert lines == ["http://mlflow:5000", "True", stack.env()["WORK_POOL"]]
+    """From the worker's container definition, by service name, with its own credentials."""
+    probe = CONTAINER_SCRIPTS / "worker_probe.py"
+    lines = stack.compose(
+        "run", "--rm", "--no-deps", "-T", "-v", f"{probe}:/probe.py:ro", "worker",
+        "python", "/probe.py",
+    ).stdout.split()  # fmt: skip
+    assert lines[-3:] == ["http://mlflow:5000", "True", stack.env()["WORK_POOL"]]
 
 
 def test_deployed_flow_runs_on_the_online_worker(stack):

@@ -5,17 +5,14 @@ from __future__ import annotations
 import os
 import secrets
 import subprocess
-import sys
 
 import psycopg2
 import pytest
 
-from tests.conftest import REPO_ROOT
+from infra.minio import create_buckets
+from tests.paths import REPO_ROOT
 
 pytestmark = pytest.mark.integration
-
-sys.path.insert(0, str(REPO_ROOT / "infra" / "minio"))
-import create_buckets  # noqa: E402
 
 
 def test_create_buckets_is_idempotent(s3, monkeypatch):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import secrets
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,11 +13,9 @@ import pytest
 import requests
 from mlflow import MlflowClient
 
-from tests.conftest import REPO_ROOT, TLC_DATA
+from infra.local.stack import LocalStack, stack_from_env
+from tests.paths import REPO_ROOT, TLC_DATA
 from tests.servers import free_port
-
-sys.path.insert(0, str(REPO_ROOT / "infra" / "local"))
-from stack import LocalStack, stack_from_env  # noqa: E402
 
 pytestmark = pytest.mark.integration
 

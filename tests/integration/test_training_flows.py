@@ -16,10 +16,10 @@ import pytest
 from mlflow import MlflowClient
 from prefect.client.orchestration import get_client
 
-from flows.data import TripDataError
-from flows.promote import NotPromotable, promote
+from flows.errors import NotPromotable, TripDataError
+from flows.promote import promote
 from flows.train import train
-from tests.conftest import REPO_ROOT, TLC_DATA
+from tests.paths import REPO_ROOT, TLC_DATA
 
 pytestmark = pytest.mark.integration
 

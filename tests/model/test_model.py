@@ -7,7 +7,7 @@ import pytest
 
 from flows.data import load_trips
 from flows.model import evaluate, train_model, trees_used
-from tests.conftest import TLC_DATA
+from tests.paths import TLC_DATA
 
 
 @pytest.fixture(scope="module")

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import io
 import json
-import sys
 import tarfile
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT
-
-sys.path.insert(0, str(REPO_ROOT / "infra" / "backup"))
-import archive  # noqa: E402
+from infra.backup import archive
 
 OBJECTS = {"mlflow-artifacts/1/abc/artifacts/model/MLmodel": b"flavors: {}\n", "taxi-data/x": b"x"}
 
@@ -73,12 +69,12 @@ def test_intact_archive_passes_its_manifest(tmp_path):
 )
 def test_damaged_archive_is_refused_before_the_stack_is_touched(tmp_path, damage, message):
     path = make_archive(tmp_path, damage)
-    with pytest.raises(SystemExit, match=message):
+    with pytest.raises(archive.BackupError, match=message):
         archive.restore(UntouchedStack(), path)
 
 
 def test_not_an_archive_is_refused(tmp_path):
     path = tmp_path / "notes.tar"
     path.write_text("hello")
-    with pytest.raises(SystemExit, match="not a readable backup archive"):
+    with pytest.raises(archive.BackupError, match="not a readable backup archive"):
         archive.restore(UntouchedStack(), path)

@@ -8,22 +8,12 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO_ROOT
-
-sys.path.insert(0, str(REPO_ROOT / "infra"))
-import make_env  # noqa: E402
+from flows.settings import Settings, documented_defaults
+from infra import make_env
+from tests.paths import REPO_ROOT
 
 EXAMPLE = (REPO_ROOT / ".env.example").read_text()
 COMPOSE = (REPO_ROOT / "docker-compose.yml").read_text()
-
-
-def parse_env(text: str) -> dict[str, str]:
-    """KEY=VALUE lines of an env file."""
-    return dict(
-        line.split("=", 1)
-        for line in text.splitlines()
-        if line and not line.startswith("#") and "=" in line
-    )
 
 
 def run_make_env(target) -> None:
@@ -37,7 +27,10 @@ def run_make_env(target) -> None:
 
 
 def test_every_generated_value_is_filled_with_a_distinct_secret():
-    first, second = parse_env(make_env.render(EXAMPLE, {})), parse_env(make_env.render(EXAMPLE, {}))
+    first, second = (
+        make_env.parse_env(make_env.render(EXAMPLE, {})),
+        make_env.parse_env(make_env.render(EXAMPLE, {})),
+    )
     generated = [line.split("=")[0] for line in EXAMPLE.splitlines() if "# generated" in line]
     assert {"POSTGRES_PASSWORD", "MLFLOW_DB_PASSWORD", "S3_SECRET_ACCESS_KEY"} <= set(generated)
     values = [first[key] for key in generated]
@@ -48,7 +41,7 @@ def test_every_generated_value_is_filled_with_a_distinct_secret():
 
 
 def test_overrides_replace_values():
-    env = parse_env(make_env.render(EXAMPLE, {"MLFLOW_PORT": "15000"}))
+    env = make_env.parse_env(make_env.render(EXAMPLE, {"MLFLOW_PORT": "15000"}))
     assert env["MLFLOW_PORT"] == "15000"
 
 
@@ -58,9 +51,9 @@ def test_existing_env_keeps_its_values_and_gains_new_settings(tmp_path):
     run_make_env(target)
     upgraded = target.read_text()
     assert upgraded.startswith("POSTGRES_PASSWORD=mine\n")
-    env = parse_env(upgraded)
+    env = make_env.parse_env(upgraded)
     assert env["POSTGRES_PASSWORD"] == "mine" and len(env["MLFLOW_ADMIN_PASSWORD"]) >= 20
-    assert set(env) == set(parse_env(make_env.render(EXAMPLE, {})))
+    assert set(env) == set(make_env.parse_env(make_env.render(EXAMPLE, {})))
     run_make_env(target)
     assert target.read_text() == upgraded  # a second run adds nothing
 
@@ -82,3 +75,22 @@ def test_compose_publishes_only_mlflow_and_prefect():
     assert published == ["MLFLOW_PORT", "PREFECT_PORT"]
     assert COMPOSE.count("ports:") == 2
     assert "container_name" not in COMPOSE and ":latest" not in COMPOSE
+
+
+def test_env_example_documents_every_setting_of_the_model_with_its_default():
+    """One source of defaults: flows/settings.py; .env.example must say the same."""
+    example = make_env.parse_env(EXAMPLE)
+    for name, default in documented_defaults().items():
+        assert name in example, f"{name} (flows/settings.py) is missing from .env.example"
+        if default:  # settings without a default may hold the compose stack's value
+            assert example[name] == default, (
+                f"{name}: .env.example {example[name]!r} != {default!r}"
+            )
+
+
+def test_empty_values_mean_the_default():
+    """A blank line in .env must not turn a name into the empty string."""
+    settings = Settings.from_mapping({"MODEL_NAME": "", "WORK_POOL": "", "TLC_BASE_URL": "x/"})
+    assert settings.model_name == documented_defaults()["MODEL_NAME"]
+    assert settings.work_pool == documented_defaults()["WORK_POOL"]
+    assert settings.tlc_base_url == "x"

@@ -7,15 +7,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from flows.data import (
-    TripDataError,
-    bucket_key,
-    file_name,
-    load_trips,
-    months_before,
-    upload_month_file,
-)
-from tests.conftest import TLC_DATA
+from flows.data import load_trips, upload_month_file
+from flows.errors import TripDataError
+from flows.tlc import bucket_key, file_name, months_before
+from tests.paths import TLC_DATA
 
 GOOD = TLC_DATA / "green_tripdata_2021-01.parquet"
 

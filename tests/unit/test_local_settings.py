@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from honcho.environ import parse
 
-from tests.conftest import REPO_ROOT
-
-sys.path.insert(0, str(REPO_ROOT / "infra" / "local"))
-import stack  # noqa: E402
+from infra.local import stack
 
 
 def test_defaults_keep_everything_in_the_data_directory(tmp_path):

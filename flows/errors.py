@@ -1,0 +1,23 @@
+"""The platform's domain errors: bad input that no retry can fix, each naming what was wrong."""
+
+from __future__ import annotations
+
+
+class TripDataError(ValueError):
+    """A trip-record file that cannot be used; the message names the file and the problem."""
+
+    def __init__(self, source: str, problem: str) -> None:
+        super().__init__(f"{source}: {problem}")
+        self.source, self.problem = source, problem
+
+
+class InvalidParameters(ValueError):
+    """A flow was asked for something that cannot work (a month that is not YYYY-MM, ...)."""
+
+
+class NotPromotable(RuntimeError):
+    """A version that may not be promoted or used (failed run, missing metrics, ...)."""
+
+
+# Errors that another attempt cannot fix: retrying them only delays the message.
+PERMANENT_ERRORS: tuple[type[Exception], ...] = (TripDataError, InvalidParameters, NotPromotable)

@@ -1,0 +1,52 @@
+"""Tasks that find a month of trip records and read it: what every flow starts with."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from prefect import get_run_logger, task
+
+from flows.errors import InvalidParameters
+from flows.retry import IO_RETRIES
+from flows.settings import Settings
+
+if TYPE_CHECKING:
+    from flows.data import TripData
+
+
+@task(**IO_RETRIES)
+def locate_month(color: str, month: str) -> str:
+    """The month's location: in the data store, fetched from TLC into it the first time."""
+    from flows.data import ensure_month_stored
+    from flows.store import data_store
+    from flows.tlc import official_url
+
+    settings = Settings.from_env()
+    store = data_store(settings)
+    if store is None:
+        return official_url(settings.tlc_base_url, color, month)
+    return ensure_month_stored(store, settings.tlc_base_url, color, month, get_run_logger())
+
+
+@task(**IO_RETRIES)
+def load(location: str) -> TripData:
+    """Read and validate one file; a TripDataError (bad data) is not retried."""
+    from flows.data import load_trips
+    from flows.s3 import s3_client
+
+    settings = Settings.from_env()
+    needs_s3 = location.startswith("s3://")
+    data = load_trips(location, s3_client(settings.s3_endpoint_url) if needs_s3 else None)
+    get_run_logger().info(
+        "%s: %d rows read, %d kept (1-60 min)", location, data.rows_read, data.rows_kept
+    )
+    return data
+
+
+def month_or_path(color: str, month: str | None, path: str | None, name: str) -> str:
+    """An explicit path as given, else the month's location; one of the two is required."""
+    if path:
+        return path
+    if not month:
+        raise InvalidParameters(f"give either {name}_month (YYYY-MM) or {name}_path")
+    return locate_month(color, month)

@@ -1,0 +1,1 @@
+"""Around the flows: databases, buckets, accounts, automations, backups, `make local`."""

@@ -1,0 +1,104 @@
+"""Start a Prefect process worker on the platform's pool, sized to the machine it runs on.
+
+    python -m infra.prefect.worker [--healthcheck]
+
+The worker runs at most WORKER_LIMIT flow runs at once (empty: one per CPU core, fewer when
+memory is short: each training run needs up to RUN_MEMORY_BYTES); runs beyond it wait as
+Scheduled and start as slots free. Each run's xgboost gets cores / limit threads, so runs side by
+side share the cores instead of fighting over them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from flows.settings import Settings
+
+# Peak resident memory of one training flow run (a month of trips, xgboost, MLflow), measured at
+# ~0.6 GB; rounded up so a burst never pushes the machine into swap.
+RUN_MEMORY_BYTES = 1 << 30
+QUERY_SECONDS = 1
+
+
+@dataclass(frozen=True)
+class Machine:
+    """What the worker may use: CPU cores and memory (cgroup limits included)."""
+
+    cpus: int
+    memory_bytes: int
+
+
+def cgroup_cpus(cpu_max: str) -> int | None:
+    """Whole cores of a cgroup v2 ``cpu.max`` line ("max 100000" or "200000 100000")."""
+    quota, _, period = cpu_max.strip().partition(" ")
+    if quota == "max" or not period:
+        return None
+    return max(1, int(quota) // int(period))
+
+
+def read_first(*paths: str) -> str | None:
+    """The text of the first of ``paths`` that can be read."""
+    for path in paths:
+        try:
+            return Path(path).read_text()
+        except OSError:
+            continue
+    return None
+
+
+def this_machine() -> Machine:
+    """The cores this process may run on and the memory it may use."""
+    cpus = len(os.sched_getaffinity(0))
+    cpu_max = read_first("/sys/fs/cgroup/cpu.max")
+    if cpu_max and (limited := cgroup_cpus(cpu_max)):
+        cpus = min(cpus, limited)
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    memory_max = read_first("/sys/fs/cgroup/memory.max")
+    if memory_max and memory_max.strip().isdigit():
+        memory = min(memory, int(memory_max))
+    return Machine(cpus=cpus, memory_bytes=memory)
+
+
+def default_limit(machine: Machine, run_memory_bytes: int = RUN_MEMORY_BYTES) -> int:
+    """One flow run per core, but never more than memory holds."""
+    return max(1, min(machine.cpus, machine.memory_bytes // run_memory_bytes))
+
+
+def worker_command(pool: str, limit: int, healthcheck: bool) -> list[str]:
+    """The `prefect worker start` command line."""
+    command = ["prefect", "worker", "start", "--pool", pool, "--type", "process"]
+    command += ["--limit", str(limit)]
+    return command + (["--with-healthcheck"] if healthcheck else [])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Replace this process with the worker (so signals reach it directly)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--healthcheck", action="store_true", help="serve /health (port 8080)")
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+    machine = this_machine()
+    limit = settings.worker_limit or default_limit(machine)
+    threads = max(1, machine.cpus // limit)
+    # Flow-run processes inherit this: xgboost (OpenMP) then uses `threads` cores per run.
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    # Prefect's workers look for new flow runs every 10 s by default; a run then waits 5 s on
+    # average before it starts. One query a second per worker is a light load for the server.
+    os.environ.setdefault("PREFECT_WORKER_QUERY_SECONDS", str(QUERY_SECONDS))
+    print(
+        f"worker: pool {settings.work_pool}, up to {limit} flow runs at once "
+        f"({machine.cpus} cores, {machine.memory_bytes / 2**30:.1f} GiB; "
+        f"{os.environ['OMP_NUM_THREADS']} thread(s) per run)",
+        flush=True,
+    )
+    command = worker_command(settings.work_pool, limit, args.healthcheck)
+    os.execvp(command[0], command)
+    return 1  # not reached: exec replaced this process
+
+
+if __name__ == "__main__":
+    sys.exit(main())

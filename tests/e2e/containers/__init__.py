@@ -1,0 +1,1 @@
+"""Scripts the end-to-end tests run inside containers (mounted read-only, run with python)."""
