@@ -11,6 +11,7 @@ import json
 import re
 import time
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 import pytest
@@ -59,6 +60,16 @@ def assert_one_clean_run(client: MlflowClient, flow_run_id: UUID) -> None:
     assert len(versions_of_run(client, MODEL, runs[0].info.run_id)) == 1
 
 
+def every_flow_run(client: Any) -> list[Any]:
+    """All flow runs the server knows, a page (the API's most: 200) at a time."""
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    runs: list[Any] = []
+    while page := client.read_flow_runs(limit=200, offset=len(runs), sort=FlowRunSort.ID_DESC):
+        runs += page
+    return runs
+
+
 def snapshot(stack: Stack, client: MlflowClient) -> dict:
     """What must survive a restart or a restore: tracking, registry, artifacts, flow runs."""
     from prefect.client.orchestration import get_client
@@ -67,7 +78,7 @@ def snapshot(stack: Stack, client: MlflowClient) -> dict:
     runs = client.search_runs([e.experiment_id for e in experiments], max_results=1000)
     versions = all_versions(client, MODEL)
     with get_client(sync_client=True) as prefect_client:
-        flow_runs = prefect_client.read_flow_runs(limit=1000)
+        flow_runs = every_flow_run(prefect_client)
     return {
         "experiments": sorted((e.experiment_id, e.name) for e in experiments),
         "runs": sorted(
