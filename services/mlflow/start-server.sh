@@ -18,6 +18,10 @@ default_permission = ${MLFLOW_AUTH_DEFAULT_PERMISSION:-READ}
 database_uri = ${MLFLOW_AUTH_DATABASE_URI}
 admin_username = ${MLFLOW_AUTH_ADMIN_USERNAME:-admin}
 authorization_function = mlflow.server.auth:authenticate_request_basic_auth
+# A password is checked with PBKDF2 (~0.4 s on 2 cores) on every request unless a good one is
+# cached: for this many seconds per server worker. It bounds how long a deleted account or an old
+# password keeps working on the other workers (the one that handled the change forgets at once).
+auth_cache_ttl_seconds = ${MLFLOW_AUTH_CACHE_TTL_SECONDS:-30}
 INI
 export MLFLOW_AUTH_CONFIG_PATH="${config_dir}/basic_auth.ini"
 unset MLFLOW_AUTH_DATABASE_URI

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import mlflow
@@ -13,6 +14,7 @@ import pytest
 import requests
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
+from mlflow.server import get_app_client
 
 from tests.e2e.compose import CONTAINER_SCRIPTS
 
@@ -147,3 +149,40 @@ def test_no_secret_appears_in_the_logs(stack):
     assert len(secrets_) >= 7
     for secret in secrets_:
         assert secret not in logs
+
+
+def test_auth_cache_forgets_old_passwords_and_deleted_accounts_within_its_ttl(stack, monkeypatch):
+    """MLflow caches good passwords per server worker for MLFLOW_AUTH_CACHE_TTL_SECONDS: that
+    must bound how long a changed password or a deleted account keeps working, and a wrong
+    password must never pass, cached right one or not."""
+    ttl = int(stack.env()["MLFLOW_AUTH_CACHE_TTL_SECONDS"])
+    first = create_user(stack, "dave")
+    url = f"{stack.mlflow_url}/api/2.0/mlflow/experiments/search?max_results=1"
+
+    def answers(password: str, times: int = 12) -> set[int]:
+        """Status codes of ``times`` requests, each on a new connection (any server worker)."""
+        return {status("GET", url, auth=("dave", password)) for _ in range(times)}
+
+    assert answers(first) == {200}  # now cached in the workers that answered
+    assert answers("wrong-password") == {401}
+    assert answers(first) == {200}  # a refused attempt did not disturb the cached one
+
+    stack.use_mlflow_as_admin(monkeypatch)
+    second = "changed-" + first
+    get_app_client("basic-auth", tracking_uri=stack.mlflow_url).update_user_password("dave", second)
+    changed = time.monotonic()
+    assert answers(second) == {200}  # the new password works at once, on every worker
+    while answers(first, times=6) != {401}:
+        assert time.monotonic() - changed < ttl + 10, f"old password works {ttl}s after the change"
+        time.sleep(1)
+    forgotten_after = time.monotonic() - changed
+
+    stack.make("user-delete", "NAME=dave")
+    deleted = time.monotonic()
+    while answers(second, times=6) != {401}:
+        assert time.monotonic() - deleted < ttl + 10, f"deleted account works {ttl}s later"
+        time.sleep(1)
+    print(
+        f"\nauth cache (TTL {ttl}s): old password refused {forgotten_after:.0f}s after the "
+        f"change, deleted account refused {time.monotonic() - deleted:.0f}s after deletion"
+    )
