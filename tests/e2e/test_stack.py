@@ -130,5 +130,6 @@ def test_deployed_flow_runs_on_the_online_worker(stack):
         auth=stack.prefect_auth,
         timeout=10,
     ).json()
-    assert [r["state_type"] for r in flow_runs] == ["COMPLETED"]
-    assert flow_runs[0]["work_pool_name"] == pool
+    # Other tests may run this deployment too: every run of it completed, on the pool.
+    assert flow_runs and {r["state_type"] for r in flow_runs} == {"COMPLETED"}
+    assert {r["work_pool_name"] for r in flow_runs} == {pool}

@@ -1,0 +1,36 @@
+"""The worker's concurrency limit: derived from cores and memory unless WORKER_LIMIT says."""
+
+from __future__ import annotations
+
+from infra.prefect import worker
+
+GIB = 1 << 30
+
+
+def test_one_run_per_core_when_memory_allows():
+    assert worker.default_limit(worker.Machine(cpus=2, memory_bytes=24 * GIB)) == 2
+    assert worker.default_limit(worker.Machine(cpus=16, memory_bytes=64 * GIB)) == 16
+
+
+def test_memory_caps_the_limit_but_never_below_one():
+    assert worker.default_limit(worker.Machine(cpus=8, memory_bytes=3 * GIB)) == 3
+    assert worker.default_limit(worker.Machine(cpus=4, memory_bytes=GIB // 2)) == 1
+
+
+def test_cgroup_cpu_quota_is_read_in_whole_cores():
+    assert worker.cgroup_cpus("max 100000\n") is None
+    assert worker.cgroup_cpus("200000 100000\n") == 2
+    assert worker.cgroup_cpus("50000 100000") == 1  # half a core still runs one flow
+
+
+def test_this_machine_is_read():
+    machine = worker.this_machine()
+    assert machine.cpus >= 1 and machine.memory_bytes > GIB
+
+
+def test_worker_command_carries_pool_and_limit():
+    command = worker.worker_command("taxi-pool", 3, healthcheck=True)
+    assert command[:3] == ["prefect", "worker", "start"]
+    assert command[command.index("--pool") + 1] == "taxi-pool"
+    assert command[command.index("--limit") + 1] == "3"
+    assert "--with-healthcheck" in command
