@@ -49,7 +49,7 @@ compose-check: docker-check
 
 .PHONY: compose-only
 compose-only:
-	@test "$(STACK)" != local || { echo "make $(firstword $(MAKECMDGOALS)) works on the compose stack only, and STACK=local (the local stack in $(LOCAL_DIR) runs). Add STACK=compose, or stop the local stack with make local-down." >&2; exit 2; }
+	@test "$(STACK)" != local || { echo "make $(firstword $(MAKECMDGOALS)) works on the compose stack only, and the verbs talk to the local stack in $(LOCAL_DIR) now (STACK=local). Add STACK=compose, or stop the local stack with make local-down." >&2; exit 2; }
 	@echo "make $(firstword $(MAKECMDGOALS)): the compose stack ($(ENV_FILE))"
 
 .PHONY: docker-check
