@@ -27,6 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from infra.waiting import worker_online
 from tests import servers
 from tests.paths import REPO_ROOT
 
@@ -57,15 +58,11 @@ def start_worker(command: list[str], env: dict[str, str], log: Path) -> subproce
 
 def wait_online(api_url: str, timeout_s: float = 120) -> None:
     """Block until a worker of the pool has sent a heartbeat."""
-    import requests
-
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        workers = requests.post(f"{api_url}/work_pools/{POOL}/workers/filter", json={}, timeout=5)
-        if workers.ok and any(w["status"] == "ONLINE" for w in workers.json()):
-            return
+    while not worker_online(api_url, POOL):
+        if time.monotonic() > deadline:
+            raise TimeoutError("no worker came online")
         time.sleep(0.5)
-    raise TimeoutError("no worker came online")
 
 
 def pickups(deployment: str, runs: int) -> list[float]:

@@ -16,6 +16,15 @@ def answers(url: str, timeout_s: float = 2) -> bool:
         return False
 
 
+def worker_online(api_url: str, pool: str) -> bool:
+    """True when a worker of ``pool`` has sent the Prefect server at ``api_url`` a heartbeat."""
+    try:
+        response = requests.post(f"{api_url}/work_pools/{pool}/workers/filter", json={}, timeout=2)
+    except requests.RequestException:
+        return False
+    return response.ok and any(w.get("status") == "ONLINE" for w in response.json())
+
+
 def wait_for_http(
     url: str, timeout_s: float, still_starting: Callable[[], bool] = lambda: True
 ) -> None:

@@ -24,10 +24,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import requests
-
 from flows.settings import Settings
-from infra.waiting import answers, wait_for_http
+from infra.waiting import answers, wait_for_http, worker_online
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROCFILE = Path(__file__).with_name("Procfile")
@@ -173,17 +171,6 @@ def running_pid(stack: LocalStack) -> int | None:
     return pid if alive(pid) else None
 
 
-def worker_online(stack: LocalStack, pool: str) -> bool:
-    """True when a worker of ``pool`` has sent Prefect a heartbeat."""
-    try:
-        response = requests.post(
-            f"{stack.prefect_api_url}/work_pools/{pool}/workers/filter", json={}, timeout=2
-        )
-    except requests.RequestException:
-        return False
-    return response.ok and any(w.get("status") == "ONLINE" for w in response.json())
-
-
 def wait_until_ready(stack: LocalStack, pool: str, pid: int) -> None:
     """Block until MLflow, Prefect and the worker answer; fail if honcho stops first."""
     deadline = time.monotonic() + START_TIMEOUT_S
@@ -199,7 +186,11 @@ def wait_until_ready(stack: LocalStack, pool: str, pid: int) -> None:
         if "prefect" in pending and answers(f"{stack.prefect_api_url}/health"):
             pending.discard("prefect")
             print(f"  prefect  ready at {stack.prefect_api_url}", flush=True)
-        if "worker" in pending and "prefect" not in pending and worker_online(stack, pool):
+        if (
+            "worker" in pending
+            and "prefect" not in pending
+            and worker_online(stack.prefect_api_url, pool)
+        ):
             pending.discard("worker")
             print(f"  worker   online in pool {pool}", flush=True)
         time.sleep(0.5)
@@ -327,7 +318,7 @@ def status(stack: LocalStack, pool: str) -> int:
     print(f"local stack in {stack.data_dir} (honcho pid {pid}, log {stack.log_file})")
     print(f"  mlflow   {stack.mlflow_url:<28} {'healthy' if mlflow_ok else 'not answering'}")
     print(f"  prefect  {stack.prefect_api_url:<28} {'healthy' if prefect_ok else 'not answering'}")
-    online = prefect_ok and worker_online(stack, pool)
+    online = prefect_ok and worker_online(stack.prefect_api_url, pool)
     print(f"  worker   pool {pool:<23} {'online' if online else 'not online'}")
     return 0
 
