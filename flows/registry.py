@@ -17,7 +17,6 @@ if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
 
 CHAMPION, CHALLENGER = "champion", "challenger"
-ALIASES = (CHAMPION, CHALLENGER)
 
 # Tags on MLflow runs: which Prefect flow run (and deployment) made them.
 FLOW_RUN_TAG = "prefect.flow_run_id"

@@ -15,6 +15,9 @@ from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 TLC_BASE_URL = "https://d37ci6vzurychx.cloudfront.net/trip-data"
+# The data bucket's name when a stack has S3 but DATA_BUCKET is empty. Not the model's default:
+# an unset DATA_BUCKET means "no bucket" (a folder, or TLC's site) to the flows.
+DEFAULT_DATA_BUCKET = "taxi-data"
 
 
 class Settings(BaseSettings):

@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from flows.settings import Settings
+from flows.settings import DEFAULT_DATA_BUCKET, Settings
 from infra.waiting import answers, wait_for_http, worker_online
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -110,7 +110,7 @@ def client_settings(stack: LocalStack, env: dict[str, str]) -> dict[str, str]:
         settings["NOTIFY_WEBHOOK_URL"] = platform.notify_webhook_url
     s3 = s3_settings(env)
     if s3:
-        settings |= s3 | {"DATA_BUCKET": platform.data_bucket or "taxi-data"}
+        settings |= s3 | {"DATA_BUCKET": platform.data_bucket or DEFAULT_DATA_BUCKET}
     else:
         settings["DATA_DIR"] = str(stack.data_dir / "data")
     return settings

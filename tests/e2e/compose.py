@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from flows.settings import DEFAULT_DATA_BUCKET, Settings
 from infra import make_env
 from infra.make_env import read_env
 from tests.e2e.bridge import bridge_address
@@ -21,10 +22,10 @@ PROJECT = "taxi-mlops-e2e"
 NETWORK = f"{PROJECT}_default"
 # The webhook receiver: a container on the stack's network, started by a fixture.
 RECEIVER = f"{PROJECT}-receiver"
-MODEL = "taxi-trip-duration"
+MODEL = Settings.from_mapping({}).model_name  # the stack runs on .env.example's defaults
 # Scripts the tests run inside containers, mounted read-only.
 CONTAINER_SCRIPTS = Path(__file__).resolve().parent / "containers"
-DATA_BUCKET = "taxi-data"
+DATA_BUCKET = DEFAULT_DATA_BUCKET
 
 
 @dataclass

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from flows.settings import Settings, documented_defaults
+from flows.settings import DEFAULT_DATA_BUCKET, Settings, documented_defaults
 from infra import make_env
 from tests.paths import REPO_ROOT
 
@@ -86,6 +86,10 @@ def test_env_example_documents_every_setting_of_the_model_with_its_default():
             assert example[name] == default, (
                 f"{name}: .env.example {example[name]!r} != {default!r}"
             )
+
+
+def test_env_example_names_the_default_data_bucket():
+    assert make_env.parse_env(EXAMPLE)["DATA_BUCKET"] == DEFAULT_DATA_BUCKET
 
 
 def test_empty_values_mean_the_default():
