@@ -172,8 +172,11 @@ def promote(
         # Default: the month the challenger was validated on, so the comparison is like for like.
         val_location = challenger_run.data.params["val_uri"]
     val = load(val_location)
-    challenger_rmse = rmse_on(name, challenger, val)
-    champion_rmse = rmse_on(name, champion, val) if champion else None
+    # Both models load (download, unpack) and score side by side: half the wait of one by one.
+    challenger_scored = rmse_on.submit(name, challenger, val)
+    champion_scored = rmse_on.submit(name, champion, val) if champion else None
+    challenger_rmse = challenger_scored.result()
+    champion_rmse = champion_scored.result() if champion_scored else None
     decision = decide(challenger_rmse, champion_rmse)
     compared = {str(challenger.version): challenger_run}
     if champion:

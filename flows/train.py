@@ -6,7 +6,9 @@ flow-run process reaches Running, and `prefect deploy` reads this module, withou
 
 from __future__ import annotations
 
+import shutil
 import sys
+import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -32,6 +34,9 @@ if TYPE_CHECKING:
     from flows.model import TripDurationRegressor
 
 FLOWS_DIR = Path(__file__).resolve().parent
+# What loading the model imports (its class and the features it builds): logged with it, so any
+# MLflow client or server can load it without this repository.
+MODEL_MODULES = ("__init__.py", "model.py", "features.py")
 SERVING_PACKAGES = ("mlflow", "xgboost", "pandas", "numpy", "scikit-learn", "pyarrow")
 
 
@@ -109,16 +114,27 @@ def log_model(model: TripDurationRegressor, val: TripData) -> str:
         # without a zone is invalid, and schema enforcement should reject it.
         warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
         signature = infer_signature(raw_example, model.predict(raw_example))
-    info = mlflow.xgboost.log_model(
-        model,
-        name="model",
-        input_example=raw_example,
-        signature=signature,
-        code_paths=[str(FLOWS_DIR)],
-        model_format="ubj",
-        pip_requirements=serving_requirements(),
-    )
+    with tempfile.TemporaryDirectory() as staging:
+        model_code = model_package(Path(staging))
+        info = mlflow.xgboost.log_model(
+            model,
+            name="model",
+            input_example=raw_example,
+            signature=signature,
+            code_paths=[str(model_code)],
+            model_format="ubj",
+            pip_requirements=serving_requirements(),
+        )
     return str(info.model_uri)
+
+
+def model_package(staging: Path) -> Path:
+    """A copy of the `flows` package holding only the modules the model needs to load."""
+    package = staging / FLOWS_DIR.name
+    package.mkdir()
+    for module in MODEL_MODULES:
+        shutil.copy2(FLOWS_DIR / module, package / module)
+    return package
 
 
 @task(**IO_RETRIES)

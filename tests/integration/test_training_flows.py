@@ -71,6 +71,24 @@ def test_train_logs_registers_and_serves_from_raw_records(flow_env):
     assert np.all((from_pyfunc > 0) & (from_pyfunc < 90))
     np.testing.assert_allclose(from_pyfunc, booster_model.predict(raw), rtol=1e-6)
 
+    # A process that has never seen this checkout loads it from the code logged with it alone.
+    load_elsewhere = (
+        "import mlflow, pandas as pd, sys; "
+        "assert 'flows' not in sys.modules; "
+        f"m = mlflow.pyfunc.load_model('models:/{name}@challenger'); "
+        f"print(m.predict(pd.read_parquet({FEB!r}).head(3)[m.metadata.get_input_schema().input_names()]).tolist())"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    elsewhere = subprocess.run(
+        [sys.executable, "-c", load_elsewhere], cwd="/", env=env, text=True, capture_output=True
+    )
+    assert elsewhere.returncode == 0, elsewhere.stderr[-2000:]
+    assert json.loads(elsewhere.stdout.strip().splitlines()[-1]) == pytest.approx(
+        from_pyfunc[:3].tolist(), rel=1e-6
+    )
+    code = {a.path for a in client.list_artifacts(result["run_id"], "model/code/flows")}
+    assert code == {f"model/code/flows/{m}" for m in ("__init__.py", "model.py", "features.py")}
+
 
 def test_flow_run_leaves_a_report_linking_to_mlflow(flow_env):
     result = train(train_path=JAN, val_path=FEB)
