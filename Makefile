@@ -9,6 +9,10 @@ PYTEST_ARGS ?=
 COLOR ?= green
 TRAIN_MONTH ?=
 VAL_MONTH ?=
+MONTH ?=
+FROM ?=
+TO ?=
+ALIAS ?= champion
 FILES ?=
 NAME ?=
 EXPERIMENT ?=
@@ -103,6 +107,16 @@ train: $(STACK_CHECK) ## Train on the worker and promote if better: TRAIN_MONTH=
 	@test -n "$(TRAIN_MONTH)" -a -n "$(VAL_MONTH)" || { echo 'usage: make train TRAIN_MONTH=YYYY-MM VAL_MONTH=YYYY-MM [COLOR=green]' >&2; exit 2; }
 	$(ON_WORKER) python -m flows.cli train --color $(COLOR) \
 		--train-month $(TRAIN_MONTH) --val-month $(VAL_MONTH)
+
+.PHONY: score
+score: $(STACK_CHECK) ## Predict a month with the champion on the worker: MONTH=2021-03 [COLOR=green] [ALIAS=champion]
+	@test -n "$(MONTH)" || { echo 'usage: make score MONTH=YYYY-MM [COLOR=green] [ALIAS=champion]' >&2; exit 2; }
+	$(ON_WORKER) python -m flows.cli score --color $(COLOR) --month $(MONTH) --alias $(ALIAS)
+
+.PHONY: backfill
+backfill: $(STACK_CHECK) ## Score a range of months, side by side on the pool: FROM=2021-01 TO=2021-06 [COLOR=green]
+	@test -n "$(FROM)" -a -n "$(TO)" || { echo 'usage: make backfill FROM=YYYY-MM TO=YYYY-MM [COLOR=green] [ALIAS=champion]' >&2; exit 2; }
+	$(ON_WORKER) python -m flows.cli backfill --color $(COLOR) --from $(FROM) --to $(TO) --alias $(ALIAS)
 
 .PHONY: user
 user: compose-only docker-check ## Create a teammate's MLflow account and print its password once: NAME=alice

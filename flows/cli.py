@@ -3,6 +3,8 @@
     python -m flows.cli upload PATH...                     store TLC files in the data store
     python -m flows.cli train --train-month M --val-month M  run the `train` deployment, follow it
     python -m flows.cli train-here --train PATH --val PATH   train in this process (development)
+    python -m flows.cli score --month M                    run the `score` deployment, follow it
+    python -m flows.cli backfill --from M --to M           score months side by side, one run each
 
 Commands that start deployments print the flow run's logs as they come, then a summary.
 """
@@ -17,7 +19,7 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flows.errors import TripDataError
+from flows.errors import InvalidParameters, TripDataError
 from flows.lazy import import_in_background
 from flows.settings import Settings
 from flows.tlc import COLORS
@@ -149,6 +151,92 @@ def run_training(color: str, train_month: str, val_month: str, timeout_s: int) -
     return 0
 
 
+def scoring_summary(flow_run_id: str) -> dict[str, str]:
+    """What a finished `score` flow run wrote and how well, from its MLflow scoring run."""
+    from mlflow import MlflowClient
+
+    from flows.registry import runs_of_flow_run
+
+    runs = runs_of_flow_run(MlflowClient(), flow_run_id, status="FINISHED")
+    if not runs:
+        raise LookupError(f"no FINISHED MLflow run is tagged with flow run {flow_run_id}")
+    tags, metrics = runs[0].data.tags, runs[0].data.metrics
+    return {
+        "output": tags["output_uri"],
+        "model": f"{tags['model_name']} version {tags['model_version']} (@{tags['alias']})",
+        "rows": f"{metrics['rows']:.0f}",
+        "rmse": f"{metrics['rmse']:.4f}" if "rmse" in metrics else "-",
+        "mae": f"{metrics['mae']:.4f}" if "mae" in metrics else "-",
+    }
+
+
+def score_parameters(color: str, month: str, alias: str) -> dict[str, Any]:
+    """The `score` deployment's parameters for one month."""
+    return {"color": color, "month": month, "alias": alias}
+
+
+def run_scoring(color: str, month: str, alias: str, timeout_s: int) -> int:
+    """Run the `score` deployment for one month, follow it, print where the predictions went."""
+    import_in_background("mlflow")
+    ended = follow("score/score", score_parameters(color, month, alias), timeout_s)
+    if not (ended.state and ended.state.is_completed()):
+        print(ended.state.message if ended.state else "", file=sys.stderr)
+        return 1
+    try:
+        summary = scoring_summary(str(ended.id))
+    except LookupError as error:
+        print(error, file=sys.stderr)
+        return 1
+    print("\n".join(f"{key + ':':<11} {value}" for key, value in summary.items()))
+    return 0
+
+
+def run_backfill(color: str, first: str, last: str, alias: str, timeout_s: int) -> int:
+    """Score each month from ``first`` to ``last`` as its own flow run, all queued at once (the
+    pool runs them side by side, up to its limits); one line per month as each ends."""
+    import time
+
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+
+    from flows.tlc import months_between
+
+    months = months_between(first, last)
+    import_in_background("mlflow")
+    started = time.monotonic()
+    pending = {}
+    for month in months:
+        flow_run: FlowRun = run_deployment(  # type: ignore[assignment]
+            "score/score", parameters=score_parameters(color, month, alias), timeout=0
+        )
+        pending[flow_run.id] = month
+        print(f"{month}: flow run {flow_run.name} ({flow_run.id})", flush=True)
+    failed = 0
+    with get_client(sync_client=True) as client:
+        while pending and time.monotonic() - started < timeout_s:
+            for flow_run_id, month in list(pending.items()):
+                ended = client.read_flow_run(flow_run_id)
+                if not (ended.state and ended.state.is_final()):
+                    continue
+                del pending[flow_run_id]
+                if ended.state.is_completed():
+                    summary = scoring_summary(str(flow_run_id))
+                    print(
+                        f"{month}: Completed  {summary['model']}  rows {summary['rows']}  "
+                        f"rmse {summary['rmse']}  -> {summary['output']}",
+                        flush=True,
+                    )
+                else:
+                    failed += 1
+                    print(f"{month}: {state_name(ended)}  {ended.state.message}", flush=True)
+            time.sleep(1)
+    for month in pending.values():
+        print(f"{month}: not finished after {timeout_s} s", flush=True)
+    elapsed = time.monotonic() - started
+    print(f"{len(months)} months in {elapsed:.1f} s, {failed + len(pending)} not completed")
+    return 1 if failed or pending else 0
+
+
 def ephemeral_server_settings() -> AbstractContextManager[Any]:
     """Settings for Prefect's temporary server (none when a real server is configured)."""
     from prefect.settings import (
@@ -216,6 +304,19 @@ def parser() -> argparse.ArgumentParser:
     here.add_argument("--val-month", help="YYYY-MM, instead of --val")
     here.add_argument("--model-name", help="registered model name (default: MODEL_NAME)")
     here.add_argument("--promote", action="store_true", help="then run the promotion flow")
+
+    sc = commands.add_parser("score", help="run the score deployment for a month, follow it")
+    sc.add_argument("--color", default="green", choices=COLORS)
+    sc.add_argument("--month", required=True)
+    sc.add_argument("--alias", default="champion", help="the model version to use, by alias")
+    sc.add_argument("--timeout", type=int, default=DEFAULT_TIMEOUT_S, help="seconds to wait")
+
+    bf = commands.add_parser("backfill", help="score a range of months, one flow run each")
+    bf.add_argument("--color", default="green", choices=COLORS)
+    bf.add_argument("--from", dest="first", required=True, help="first month, YYYY-MM")
+    bf.add_argument("--to", dest="last", required=True, help="last month, YYYY-MM")
+    bf.add_argument("--alias", default="champion", help="the model version to use, by alias")
+    bf.add_argument("--timeout", type=int, default=DEFAULT_TIMEOUT_S, help="seconds to wait")
     return top
 
 
@@ -226,8 +327,16 @@ def main(argv: list[str] | None = None) -> int:
         "upload": lambda: upload(args.paths),
         "train": lambda: run_training(args.color, args.train_month, args.val_month, args.timeout),
         "train-here": lambda: train_here(args),
+        "score": lambda: run_scoring(args.color, args.month, args.alias, args.timeout),
+        "backfill": lambda: run_backfill(
+            args.color, args.first, args.last, args.alias, args.timeout
+        ),
     }
-    return commands[args.command]()
+    try:
+        return commands[args.command]()
+    except InvalidParameters as error:
+        print(error, file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

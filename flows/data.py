@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from flows.store import DataStore
 
 DOWNLOAD_CHUNK = 1 << 20
+# A trip's row in its file, kept through filtering: TLC records carry no id of their own.
+ROW_COLUMN = "row_in_file"
 # A flow's logger (Prefect's run logger is an adapter) or a plain one.
 Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
 
@@ -141,6 +143,7 @@ def validate_trips(raw: pd.DataFrame, source: str) -> TripData:
                 f"{outside} of {len(trips)} rows have a {name} outside the TLC zones "
                 f"{LOCATION_IDS[0]}-{LOCATION_IDS[-1]}",
             )
+    trips[ROW_COLUMN] = range(len(trips))
     kept = filter_duration(add_duration(trips))
     kept = kept.loc[kept["trip_distance"].notna()].reset_index(drop=True)
     if kept.empty:

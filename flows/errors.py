@@ -19,5 +19,14 @@ class NotPromotable(RuntimeError):
     """A version that may not be promoted or used (failed run, missing metrics, ...)."""
 
 
+class MissingModel(LookupError):
+    """No registered version where one is needed (an alias nobody has set yet, ...)."""
+
+
 # Errors that another attempt cannot fix: retrying them only delays the message.
-PERMANENT_ERRORS: tuple[type[Exception], ...] = (TripDataError, InvalidParameters, NotPromotable)
+PERMANENT_ERRORS: tuple[type[Exception], ...] = (
+    TripDataError,
+    InvalidParameters,
+    NotPromotable,
+    MissingModel,
+)

@@ -1,4 +1,5 @@
-"""Scheduled flow: train on the newest published months, then promote if the model is better."""
+"""Scheduled flow: score the newest published month with the champion, then train on the newest
+months and promote if the new model is better."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 
+from flows.registry import CHAMPION
 from flows.retry import IO_RETRIES
+from flows.score import score
 from flows.settings import Settings
 from flows.tlc import bucket_key, months_before, official_url
 from flows.train import train
@@ -32,11 +35,28 @@ def newest_available_month(color: str, today: str) -> str:
     raise RuntimeError(f"no {color} month published in the {LOOKBACK_MONTHS} months before {today}")
 
 
+@task(**IO_RETRIES)
+def has_champion(model_name: str) -> bool:
+    """Whether the model has a champion to score with."""
+    from mlflow import MlflowClient
+
+    from flows.registry import version_by_alias
+
+    return version_by_alias(MlflowClient(), model_name, CHAMPION) is not None
+
+
 @flow(name="monthly-training", log_prints=True)
 def monthly_training(color: str = "green", today: str | None = None) -> dict[str, Any]:
-    """Validate on the newest available month, train on the one before it, then promote."""
+    """Score the newest available month with the champion, then validate on it, train on the
+    one before it, and promote."""
     current = today or datetime.now(UTC).strftime("%Y-%m")
     val_month = newest_available_month(color, current)
     train_month = months_before(val_month, 2)[1]
-    get_run_logger().info("training on %s %s, validating on %s", color, train_month, val_month)
+    logger = get_run_logger()
+    # The champion meets the new month before any model has been trained or chosen on it.
+    if has_champion(Settings.from_env().model_name):
+        score(color=color, month=val_month, alias=CHAMPION)
+    else:
+        logger.info("no %s yet: nothing to score %s with", CHAMPION, val_month)
+    logger.info("training on %s %s, validating on %s", color, train_month, val_month)
     return train(color=color, train_month=train_month, val_month=val_month, promote=True)

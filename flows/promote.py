@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import tempfile
+import threading
+import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prefect import flow, get_run_logger, task
 
 from flows.errors import NotPromotable
 from flows.months import load, month_or_path
-from flows.registry import CHALLENGER, CHAMPION, PROMOTION_TAG_PREFIX, decide
+from flows.registry import CHALLENGER, CHAMPION, PROMOTION_TAG_PREFIX
 from flows.retry import IO_RETRIES
 from flows.settings import Settings
 
 if TYPE_CHECKING:
+    import pandas as pd
     from mlflow.entities import Run
     from mlflow.entities.model_registry import ModelVersion
 
     from flows.data import TripData
+    from flows.gate import Measurement
 
 
 @dataclass(frozen=True)
@@ -32,6 +38,11 @@ class PromotionResult:
     challenger_rmse: float | None
     champion_rmse: float | None
     val_uri: str | None
+    # rmse, p95_latency_ms and model_size_mb of each, the budgets, and the checks that failed.
+    challenger: dict[str, float] | None = None
+    champion: dict[str, float] | None = None
+    budgets: dict[str, float] | None = None
+    failed: tuple[str, ...] = ()
 
 
 @task(**IO_RETRIES)
@@ -76,40 +87,84 @@ def training_run(version: ModelVersion) -> Run:
     return MlflowClient().get_run(version.run_id)
 
 
+# Single-record predictions timed per version: enough for a stable p95 in about a second.
+LATENCY_SAMPLES, LATENCY_WARMUP = 200, 20
+# Latency is timed by one thread at a time, so two versions measured side by side do not slow
+# each other's numbers (loading and scoring still overlap).
+_timing = threading.Lock()
+
+
+def p95_latency_ms(model: Any, records: pd.DataFrame) -> float:
+    """p95 of one-record `predict` calls (the serving path: schema check, features, booster)."""
+    import numpy as np
+
+    rows = [records.iloc[[i]] for i in range(min(len(records), LATENCY_SAMPLES))]
+    with _timing:
+        for row in rows[:LATENCY_WARMUP]:
+            model.predict(row)
+        timings = []
+        for row in rows:
+            started = time.perf_counter()
+            model.predict(row)
+            timings.append((time.perf_counter() - started) * 1000)
+    return float(np.percentile(timings, 95))
+
+
+def directory_mb(path: Path) -> float:
+    """Size of every file under ``path``, in MB (10^6 bytes)."""
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
+
+
 @task(**IO_RETRIES)
-def rmse_on(model_name: str, version: ModelVersion, val: TripData) -> float:
-    """Load the registered version as pyfunc and score it on the raw validation records."""
+def measure(model_name: str, version: ModelVersion, val: TripData) -> Measurement:
+    """Download the registered version, score it on the raw validation records, time one-record
+    predictions and weigh its files."""
     import mlflow
 
+    from flows.gate import Measurement
     from flows.model import evaluate
 
-    model = mlflow.pyfunc.load_model(f"models:/{model_name}/{version.version}")
-    inputs = model.metadata.get_input_schema().input_names()
-    return evaluate(model.predict(val.as_raw()[inputs]), val.trips["duration"])["rmse"]
+    with tempfile.TemporaryDirectory(prefix="measure-") as target:
+        local = mlflow.artifacts.download_artifacts(
+            f"models:/{model_name}/{version.version}", dst_path=target
+        )
+        model = mlflow.pyfunc.load_model(local)
+        size_mb = directory_mb(Path(local))
+    inputs = val.as_raw()[model.metadata.get_input_schema().input_names()]
+    rmse = evaluate(model.predict(inputs), val.trips["duration"])["rmse"]
+    sample = inputs.sample(n=min(len(inputs), LATENCY_SAMPLES), random_state=0)
+    return Measurement(rmse, p95_latency_ms(model, sample), size_mb)
+
+
+def version_tags(result: PromotionResult) -> dict[str, str]:
+    """The numbers of a decision as tags of the challenger version (``promotion.*``)."""
+    tags = {
+        "decision": "promoted" if result.promoted else "rejected",
+        "reason": result.reason,
+        "val_uri": result.val_uri or "",
+        "compared_with": result.champion_version or "",
+        "failed": ",".join(result.failed),
+    }
+    for side, numbers in (("challenger", result.challenger), ("champion", result.champion)):
+        for metric, value in (numbers or {}).items():
+            tags[f"{side}_{metric}"] = f"{value:.4f}"
+    for budget, value in (result.budgets or {}).items():
+        tags[f"budget_{budget}"] = f"{value:g}"
+    return {PROMOTION_TAG_PREFIX + key: value for key, value in tags.items()}
 
 
 @task(**IO_RETRIES)
 def record(
     result: PromotionResult, challenger: ModelVersion, champion: ModelVersion | None
 ) -> None:
-    """Apply the decision in the registry and leave its reasons on the challenger version."""
+    """Apply the decision in the registry and leave its numbers on the challenger version."""
     from mlflow import MlflowClient
 
     from flows.registry import crown
 
     client = MlflowClient()
-    tags = {
-        "decision": "promoted" if result.promoted else "rejected",
-        "reason": result.reason,
-        "val_uri": result.val_uri or "",
-        "challenger_rmse": f"{result.challenger_rmse:.4f}",
-        "champion_rmse": "" if result.champion_rmse is None else f"{result.champion_rmse:.4f}",
-        "compared_with": str(champion.version) if champion else "",
-    }
-    for key, value in tags.items():
-        client.set_model_version_tag(
-            result.model_name, challenger.version, PROMOTION_TAG_PREFIX + key, value
-        )
+    for key, value in version_tags(result).items():
+        client.set_model_version_tag(result.model_name, challenger.version, key, value)
     if result.promoted:
         crown(client, result.model_name, challenger, champion, result.reason)
     else:
@@ -126,24 +181,38 @@ def trained_on_note(val_location: str, runs: dict[str, Run]) -> str:
 
 
 def report_markdown(result: PromotionResult) -> str:
-    """The Prefect report of a promotion decision."""
-
-    def fmt(value: float | None) -> str:
-        return "-" if value is None else f"{value:.4f}"
+    """The Prefect report of a promotion decision: each check, both versions, the budget."""
+    from flows.gate import LATENCY, RMSE, SIZE
 
     verdict = "promoted to champion" if result.promoted else "not promoted"
-    return "\n".join(
-        [
-            f"# `{result.model_name}`: challenger v{result.challenger_version} {verdict}",
-            "",
-            f"Reason: {result.reason}. Both scored on `{result.val_uri}`.",
-            "",
-            "| alias | version | rmse (min) |",
-            "| --- | --- | ---: |",
-            f"| {CHALLENGER} | {result.challenger_version} | {fmt(result.challenger_rmse)} |",
-            f"| {CHAMPION} | {result.champion_version or '-'} | {fmt(result.champion_rmse)} |",
-        ]
-    )
+    budgets = result.budgets or {}
+    rows = [
+        (RMSE, "rmse (min)", f"{budgets.get('min_rmse_improvement', 0):.1%} below champion"),
+        (LATENCY, "p95 latency, one record (ms)", f"<= {budgets.get('max_p95_latency_ms', 0):g}"),
+        (SIZE, "model size (MB)", f"<= {budgets.get('max_model_size_mb', 0):g}"),
+    ]
+
+    def fmt(numbers: dict[str, float] | None, metric: str) -> str:
+        return "-" if not numbers or metric not in numbers else f"{numbers[metric]:.4f}"
+
+    lines = [
+        f"# `{result.model_name}`: challenger v{result.challenger_version} {verdict}",
+        "",
+        f"Reason: {result.reason}. Both scored on `{result.val_uri}`.",
+        "",
+        f"| check | challenger v{result.challenger_version} | "
+        f"champion v{result.champion_version or '-'} | budget | passed |",
+        "| --- | ---: | ---: | --- | --- |",
+    ]
+    for metric, label, budget in rows:
+        passed = "no" if metric in result.failed else "yes"
+        if metric == RMSE and result.champion is None:
+            budget, passed = "no champion to beat", "yes"
+        lines.append(
+            f"| {label} | {fmt(result.challenger, metric)} | {fmt(result.champion, metric)} | "
+            f"{budget} | {passed} |"
+        )
+    return "\n".join(lines)
 
 
 @flow(name="promote", log_prints=True)
@@ -153,10 +222,14 @@ def promote(
     val_month: str | None = None,
     val_path: str | None = None,
 ) -> dict[str, Any]:
-    """Compare `challenger` with `champion` on one validation month; promote only if better."""
+    """Measure `challenger` and `champion` on one validation month; promote only when the
+    challenger passes the gate (rmse margin, latency and size budgets)."""
     from prefect.artifacts import create_markdown_artifact
 
-    name = model_name or Settings.from_env().model_name
+    from flows.gate import judge
+
+    settings = Settings.from_env()
+    name = model_name or settings.model_name
     challenger, champion = aliased_versions(name)
     if challenger is None:
         get_run_logger().info("%s has no %s: nothing to decide", name, CHALLENGER)
@@ -173,31 +246,35 @@ def promote(
         val_location = challenger_run.data.params["val_uri"]
     val = load(val_location)
     # Both models load (download, unpack) and score side by side: half the wait of one by one.
-    challenger_scored = rmse_on.submit(name, challenger, val)
-    champion_scored = rmse_on.submit(name, champion, val) if champion else None
-    challenger_rmse = challenger_scored.result()
-    champion_rmse = champion_scored.result() if champion_scored else None
-    decision = decide(challenger_rmse, champion_rmse)
+    challenger_measured = measure.submit(name, challenger, val)
+    champion_measured = measure.submit(name, champion, val) if champion else None
+    challenger_numbers = challenger_measured.result()
+    champion_numbers = champion_measured.result() if champion_measured else None
+    budgets = settings.promotion_budgets()
+    verdict = judge(challenger_numbers, champion_numbers, budgets)
     compared = {str(challenger.version): challenger_run}
     if champion:
         compared[str(champion.version)] = training_run(champion)
-    reason = decision.reason + trained_on_note(val_location, compared)
     result = PromotionResult(
-        name,
-        decision.promote,
-        reason,
-        str(challenger.version),
-        str(champion.version) if champion else None,
-        challenger_rmse,
-        champion_rmse,
-        val_location,
+        model_name=name,
+        promoted=verdict.promote,
+        reason=verdict.reason + trained_on_note(val_location, compared),
+        challenger_version=str(challenger.version),
+        champion_version=str(champion.version) if champion else None,
+        challenger_rmse=challenger_numbers.rmse,
+        champion_rmse=champion_numbers.rmse if champion_numbers else None,
+        val_uri=val_location,
+        challenger=challenger_numbers.metrics(),
+        champion=champion_numbers.metrics() if champion_numbers else None,
+        budgets=asdict(budgets),
+        failed=verdict.failed,
     )
     record(result, challenger, champion)
     create_markdown_artifact(
-        report_markdown(result), key="promotion-report", description=f"{name}: {decision.reason}"
+        report_markdown(result), key="promotion-report", description=f"{name}: {verdict.reason}"
     )
     print(
-        f"{name} v{challenger.version}: {'promoted' if decision.promote else 'kept out'} "
-        f"({decision.reason})"
+        f"{name} v{challenger.version}: {'promoted' if verdict.promote else 'kept out'} "
+        f"({verdict.reason})"
     )
     return asdict(result)

@@ -7,8 +7,6 @@ MLflow (aliases, tags) is defined here and nowhere else.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -102,25 +100,6 @@ def challenger_from_run(
         client.set_registered_model_alias(name, CHALLENGER, existing[0].version)
         return str(existing[0].version)
     return str(register_challenger(client, name, model_uri, rmse).version)
-
-
-@dataclass(frozen=True)
-class Decision:
-    """The outcome of comparing a challenger with the champion on the same data."""
-
-    promote: bool
-    reason: str
-
-
-def decide(challenger_rmse: float | None, champion_rmse: float | None) -> Decision:
-    """Promote when there is no champion, or the challenger's RMSE is lower on the same data."""
-    if challenger_rmse is None or not math.isfinite(challenger_rmse):
-        return Decision(False, "the challenger has no valid rmse")
-    if champion_rmse is None:
-        return Decision(True, "there is no champion yet")
-    if challenger_rmse < champion_rmse:
-        return Decision(True, f"rmse {challenger_rmse:.4f} < champion's {champion_rmse:.4f}")
-    return Decision(False, f"rmse {challenger_rmse:.4f} >= champion's {champion_rmse:.4f}")
 
 
 def crown(

@@ -14,6 +14,8 @@ from typing import Any
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from flows.gate import Budgets
+
 TLC_BASE_URL = "https://d37ci6vzurychx.cloudfront.net/trip-data"
 # The data bucket's name when a stack has S3 but DATA_BUCKET is empty. Not the model's default:
 # an unset DATA_BUCKET means "no bucket" (a folder, or TLC's site) to the flows.
@@ -46,6 +48,20 @@ class Settings(BaseSettings):
     pool_limit: int = Field(
         default=8, ge=1, validation_alias=AliasChoices("WORK_POOL_CONCURRENCY_LIMIT", "pool_limit")
     )
+
+    # The promotion gate (flows/gate.py): better by this share of the champion's rmse, and
+    # within these budgets for one-record latency (p95) and the logged model's size.
+    promotion_min_rmse_improvement: float = Field(default=0.005, ge=0, lt=1)
+    promotion_max_p95_latency_ms: float = Field(default=50.0, gt=0)
+    promotion_max_model_mb: float = Field(default=20.0, gt=0)
+
+    def promotion_budgets(self) -> Budgets:
+        """The promotion gate's margin and budgets."""
+        return Budgets(
+            min_rmse_improvement=self.promotion_min_rmse_improvement,
+            max_p95_latency_ms=self.promotion_max_p95_latency_ms,
+            max_model_size_mb=self.promotion_max_model_mb,
+        )
 
     @field_validator("tlc_base_url")
     @classmethod

@@ -35,3 +35,16 @@ def months_before(month: str, count: int) -> list[str]:
     year, number = map(int, month.split("-"))
     index = year * 12 + number - 1
     return [f"{i // 12:04d}-{i % 12 + 1:02d}" for i in range(index, index - count, -1)]
+
+
+def months_between(first: str, last: str) -> list[str]:
+    """Every month from ``first`` to ``last`` included, oldest first (``YYYY-MM``)."""
+    for month in (first, last):
+        if not MONTH.match(month):
+            raise InvalidParameters(f"month must look like YYYY-MM, not {month!r}")
+    if last < first:
+        raise InvalidParameters(f"{last} is before {first}")
+    year, number = map(int, last.split("-"))
+    first_year, first_number = map(int, first.split("-"))
+    count = (year * 12 + number) - (first_year * 12 + first_number) + 1
+    return months_before(last, count)[::-1]

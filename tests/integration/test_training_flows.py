@@ -27,20 +27,6 @@ JAN, FEB = (str(TLC_DATA / f"green_tripdata_2021-0{m}.parquet") for m in (1, 2))
 WEAK = {"n_estimators": 3, "max_depth": 2}  # a deliberately poor model, to test promotion
 
 
-@pytest.fixture
-def flow_env(prefect_api, tracking, s3, unique_name, monkeypatch):
-    """Settings a worker would have: tracking URI, data bucket, names unique to the test."""
-    bucket = f"data-{unique_name}"
-    s3.client().create_bucket(Bucket=bucket)
-    for key, value in s3.env().items():
-        if key != "MLFLOW_S3_ENDPOINT_URL":
-            monkeypatch.setenv(key, value)
-    monkeypatch.setenv("DATA_BUCKET", bucket)
-    monkeypatch.setenv("MODEL_NAME", unique_name)
-    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", unique_name)
-    return unique_name
-
-
 def test_train_logs_registers_and_serves_from_raw_records(flow_env):
     name = flow_env
     result = train(train_path=JAN, val_path=FEB)
@@ -125,10 +111,30 @@ def test_promotion_both_ways(flow_env):
     rejected = client.get_model_version(name, worse["version"])
     assert rejected.tags["promotion.decision"] == "rejected"
     assert rejected.tags["promotion.compared_with"] == strong["version"]
+    assert rejected.tags["promotion.failed"] == "rmse"
+    # Every number and budget of the gate is on the version.
+    for side in ("challenger", "champion"):
+        for metric in ("rmse", "p95_latency_ms", "model_size_mb"):
+            assert float(rejected.tags[f"promotion.{side}_{metric}"]) > 0
+    assert float(rejected.tags["promotion.budget_max_p95_latency_ms"]) == 50
 
     champion = mlflow.pyfunc.load_model(f"models:/{name}@champion")
     raw = pd.read_parquet(FEB).head(10)
     assert len(champion.predict(raw[champion.metadata.get_input_schema().input_names()])) == 10
+
+
+def test_a_challenger_over_a_budget_is_refused_naming_it(flow_env, monkeypatch):
+    name = flow_env
+    weak = train(train_path=JAN, val_path=FEB, params=WEAK, promote=True)
+    monkeypatch.setenv("PROMOTION_MAX_P95_LATENCY_MS", "0.001")
+    strong = train(train_path=JAN, val_path=FEB, promote=True)
+    assert strong["champion"] is False
+    assert "p95 latency" in strong["promotion_reason"]
+    assert "over the budget of 0.001 ms" in strong["promotion_reason"]
+    assert MlflowClient().get_model_version_by_alias(name, "champion").version == weak["version"]
+    refused = MlflowClient().get_model_version(name, strong["version"])
+    assert refused.tags["promotion.failed"] == "p95_latency_ms"
+    assert "Not promoted: p95 latency" in refused.description
 
 
 def test_promotion_compares_on_an_explicit_month(flow_env):

@@ -1,0 +1,102 @@
+"""The scoring flow against real MLflow, Prefect and S3 servers."""
+
+from __future__ import annotations
+
+import io
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from flows.errors import MissingModel
+from flows.score import score
+from flows.train import train
+from tests.paths import TLC_DATA
+
+pytestmark = pytest.mark.integration
+
+JAN, FEB = (str(TLC_DATA / f"green_tripdata_2021-0{m}.parquet") for m in (1, 2))
+FEB_PREFIX = "predictions/color=green/year=2021/month=02/"
+
+
+def stored(s3, bucket: str, prefix: str) -> dict[str, pd.DataFrame]:
+    """Every Parquet object under ``prefix``, read back."""
+    client = s3.client()
+    listed = client.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
+    return {
+        o["Key"]: pd.read_parquet(
+            io.BytesIO(client.get_object(Bucket=bucket, Key=o["Key"])["Body"].read())
+        )
+        for o in listed
+    }
+
+
+def test_scoring_a_month_writes_its_partition_with_the_champions_predictions(
+    flow_env, s3, tlc_site, monkeypatch
+):
+    name, bucket = flow_env, f"data-{flow_env}"
+    monkeypatch.setenv("TLC_BASE_URL", tlc_site[0])
+    trained = train(train_path=JAN, val_path=FEB, promote=True)
+
+    result = score(month="2021-02")  # read as training reads a month: fetched into the bucket
+
+    key = f"{FEB_PREFIX}{name}-v{trained['version']}.parquet"
+    assert (
+        result["output_uri"] == f"s3://{bucket}/{key}" and result["version"] == trained["version"]
+    )
+    (frame,) = stored(s3, bucket, FEB_PREFIX).values()
+    assert len(frame) == result["rows"] > 50_000
+    assert (
+        frame["ride_id"].is_unique
+        and frame["ride_id"].str.startswith("green_tripdata_2021-02:").all()
+    )
+    assert set(frame["model_version"]) == {trained["version"]}
+    assert set(frame["model_run_id"]) == {trained["run_id"]}
+    # The stored predictions are the registered version's own, on the stored raw inputs.
+    model = mlflow.pyfunc.load_model(f"models:/{name}/{trained['version']}")
+    inputs = frame[model.metadata.get_input_schema().input_names()]
+    np.testing.assert_allclose(frame["predicted_duration"], model.predict(inputs), rtol=1e-6)
+    # Ride ids point at the file's own rows.
+    raw = pd.read_parquet(FEB)
+    rows = frame["ride_id"].str.rsplit(":", n=1).str[1].astype(int).head(100)
+    np.testing.assert_array_equal(
+        raw["trip_distance"].iloc[rows].to_numpy(), frame["trip_distance"].head(100).to_numpy()
+    )
+
+    run = MlflowClient().get_run(result["run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["model_version"] == trained["version"]
+    assert run.data.tags["output_uri"] == result["output_uri"]
+    assert run.data.metrics["rows"] == len(frame)
+    assert run.data.metrics["rmse"] == pytest.approx(result["rmse"]) and result["rmse"] < 7
+
+
+def test_scoring_again_with_the_same_version_replaces_its_output(flow_env, s3):
+    bucket = f"data-{flow_env}"
+    train(train_path=JAN, val_path=FEB, promote=True)
+    first = score(path=FEB)
+    second = score(path=FEB)
+    assert first["output_uri"] == second["output_uri"]
+    (frame,) = stored(s3, bucket, FEB_PREFIX).values()
+    assert len(frame) == second["rows"]
+
+
+def test_another_version_writes_beside_the_first(flow_env, s3):
+    bucket = f"data-{flow_env}"
+    first = train(train_path=JAN, val_path=FEB, promote=True)
+    second = train(train_path=JAN, val_path=FEB)  # challenger, not promoted
+    score(path=FEB)
+    score(path=FEB, alias="challenger")
+    versions = {str(f["model_version"].iloc[0]) for f in stored(s3, bucket, FEB_PREFIX).values()}
+    assert versions == {first["version"], second["version"]}
+
+
+def test_without_a_champion_scoring_fails_clearly_and_writes_nothing(flow_env, s3):
+    name, bucket = flow_env, f"data-{flow_env}"
+    with pytest.raises(MissingModel, match=f"model '{name}' has no 'champion' version"):
+        score(path=FEB)
+    assert stored(s3, bucket, "predictions/") == {}
+    experiment = mlflow.get_experiment_by_name(f"{name}-scoring")
+    assert experiment is None or mlflow.search_runs([experiment.experiment_id]).empty
