@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     promotion_max_p95_latency_ms: float = Field(default=50.0, gt=0)
     promotion_max_model_mb: float = Field(default=20.0, gt=0)
 
+    # The serving service answers with the version behind this alias, looked up this often.
+    serving_alias: str = "champion"
+    serving_poll_seconds: float = Field(default=5.0, gt=0)
+
     def promotion_budgets(self) -> Budgets:
         """The promotion gate's margin and budgets."""
         return Budgets(

@@ -1,6 +1,7 @@
-"""MLflow accounts: the worker's (kept in step with .env) and teammates' (`make user`).
+"""MLflow accounts: the worker's and the model server's (kept in step with .env) and teammates'
+(`make user`).
 
-python -m infra.mlflow.users sync-worker | create NAME | delete NAME | grant NAME ...
+python -m infra.mlflow.users sync-accounts | create NAME | delete NAME | grant NAME ...
 """
 
 from __future__ import annotations
@@ -59,11 +60,28 @@ def grant_permission(
     return 0
 
 
+def sync_accounts(client: Any) -> int:
+    """The worker's account, and the model server's, read-only: READ on the model it serves
+    (the model need not exist yet), never more."""
+    name = os.environ["MLFLOW_WORKER_USERNAME"]
+    outcome = ensure_user(client, name, os.environ["MLFLOW_WORKER_PASSWORD"])
+    print(f"worker account {name}: {outcome}")
+    serving = os.environ.get("MLFLOW_SERVING_USERNAME")
+    if serving:
+        outcome = ensure_user(client, serving, os.environ["MLFLOW_SERVING_PASSWORD"])
+        model = os.environ.get("MODEL_NAME") or "taxi-trip-duration"
+        client.grant_user_permission(serving, "registered_model", model, "READ")
+        print(f"model server account {serving}: {outcome}, READ on model {model}")
+    return 0
+
+
 def main() -> int:
     """Run one account command as the admin (MLFLOW_TRACKING_USERNAME/PASSWORD)."""
     parser = argparse.ArgumentParser(description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("sync-worker", help="create or update the worker's account from the env")
+    commands.add_parser(
+        "sync-accounts", help="create or update the worker's and model server's accounts"
+    )
     create = commands.add_parser("create", help="create a teammate; prints its password once")
     create.add_argument("name")
     delete = commands.add_parser("delete", help="delete an account")
@@ -80,11 +98,8 @@ def main() -> int:
     if args.command == "grant":
         return grant_permission(client, args.name, args.experiment, args.model, args.permission)
 
-    if args.command == "sync-worker":
-        name = os.environ["MLFLOW_WORKER_USERNAME"]
-        outcome = ensure_user(client, name, os.environ["MLFLOW_WORKER_PASSWORD"])
-        print(f"worker account {name}: {outcome}")
-        return 0
+    if args.command == "sync-accounts":
+        return sync_accounts(client)
     if args.command == "create":
         if user_exists(client, args.name):
             print(f"user {args.name} exists already", file=sys.stderr)

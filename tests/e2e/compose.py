@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -35,6 +36,7 @@ class Stack:
     env_file: Path
     mlflow_url: str
     prefect_api_url: str
+    serving_url: str
 
     def compose(self, *args: str, check: bool = True, **kwargs: Any) -> subprocess.CompletedProcess:
         """Run ``docker compose`` against this stack; with ``check``, fail showing its errors."""
@@ -101,6 +103,24 @@ class Stack:
         env = self.env()
         self.use_mlflow_as(monkeypatch, env["MLFLOW_ADMIN_USERNAME"], env["MLFLOW_ADMIN_PASSWORD"])
 
+    def read_predictions(self, uri: str, rows: int) -> Any:
+        """The first ``rows`` rows of a predictions object in the data bucket (read by the
+        worker, which holds the bucket's key; the host does not)."""
+        import pandas as pd
+
+        bucket, key = uri.removeprefix("s3://").split("/", 1)
+        code = (
+            "import io, pandas as pd; from flows.s3 import s3_client; "
+            "from flows.settings import Settings; "
+            "s3 = s3_client(Settings.from_env().s3_endpoint_url); "
+            f"body = s3.get_object(Bucket={bucket!r}, Key={key!r})['Body'].read(); "
+            "frame = pd.read_parquet(io.BytesIO(body)); "
+            f"print(len(frame)); print(frame.head({rows}).to_json(orient='split', "
+            "date_format='iso', date_unit='us'))"
+        )
+        count, frame = self.exec_python("worker", code).strip().splitlines()[-2:]
+        return int(count), pd.read_json(io.StringIO(frame), orient="split")
+
     def env(self) -> dict[str, str]:
         """The generated settings."""
         return read_env(self.env_file)
@@ -116,12 +136,13 @@ def shared_stack_settings(workdir: Path) -> Stack:
     """Fresh settings and ports for a stack shared as the README's "Share with your team" says,
     on the address containers reach the host at (the bridge network's): teammates in other
     containers use the same URLs as the host, and nothing is published beyond this machine."""
-    mlflow_port, prefect_port = free_port(), free_port()
+    mlflow_port, prefect_port, serving_port = free_port(), free_port(), free_port()
     host = bridge_address(os.environ.get("PYTHON_IMAGE") or "python:3.11-slim-bookworm")
     overrides = {
         "COMPOSE_PROJECT_NAME": PROJECT,
         "MLFLOW_PORT": str(mlflow_port),
         "PREFECT_PORT": str(prefect_port),
+        "SERVING_PORT": str(serving_port),
         "BIND_ADDRESS": host,
         "MLFLOW_EXTRA_ALLOWED_HOSTS": f"{host},{host}:{mlflow_port}",
         "MLFLOW_UI_URL": f"http://{host}:{mlflow_port}",
@@ -138,6 +159,7 @@ def shared_stack_settings(workdir: Path) -> Stack:
         env_file=env_file,
         mlflow_url=f"http://{host}:{mlflow_port}",
         prefect_api_url=f"http://{host}:{prefect_port}/api",
+        serving_url=f"http://{host}:{serving_port}",
     )
 
 

@@ -1,0 +1,1 @@
+"""The `serving` service: MLflow's scoring server following the champion alias."""

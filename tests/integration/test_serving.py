@@ -1,0 +1,128 @@
+"""The model server (services/serving) against a real MLflow server: it follows the alias."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+
+from flows.train import train
+from tests import servers
+from tests.paths import REPO_ROOT, TLC_DATA
+
+pytestmark = pytest.mark.integration
+
+JAN, FEB = (str(TLC_DATA / f"green_tripdata_2021-0{m}.parquet") for m in (1, 2))
+WEAK = {"n_estimators": 3, "max_depth": 2}
+# Any credentials: the test MLflow server has no accounts; the compose stack's has (e2e tests).
+AUTH = ("teammate", "password")
+
+
+def records(count: int) -> pd.DataFrame:
+    """Raw February records as a client sends them (the model's input columns)."""
+    raw = pd.read_parquet(FEB).head(count)
+    return raw[["lpep_pickup_datetime", "PULocationID", "DOLocationID", "trip_distance"]]
+
+
+def invocation(frame: pd.DataFrame) -> dict:
+    """MLflow's scoring protocol: ``dataframe_split`` with ISO timestamps."""
+    split = frame.astype({"lpep_pickup_datetime": str}).to_dict(orient="split")
+    split.pop("index")
+    return {"dataframe_split": split}
+
+
+@pytest.fixture
+def model_server(flow_env, tracking, tmp_path) -> Iterator[str]:
+    """`python -m services.serving` for the test's model, looking up the alias every second."""
+    port = servers.free_port()
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": tracking,
+        "MODEL_NAME": flow_env,
+        "SERVING_POLL_SECONDS": "1",
+        "PYTHONPATH": str(REPO_ROOT),
+    }
+    process = servers.start_logged(
+        [sys.executable, "-m", "services.serving", "--port", str(port)], env, tmp_path / "log"
+    )
+    url = f"http://127.0.0.1:{port}"
+    servers.wait_for_http(f"{url}/ping", 120, lambda: process.poll() is None)
+    yield url
+    servers.stop_process(process)
+
+
+def wait_for_version(url: str, version: str, timeout_s: float = 30) -> requests.Response:
+    """Call until the answer comes from ``version``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        answer = requests.post(f"{url}/invocations", json=invocation(records(1)), auth=AUTH)
+        if answer.headers.get("x-model-version") == version or time.monotonic() > deadline:
+            return answer
+        time.sleep(0.5)
+
+
+def test_without_a_champion_it_is_healthy_and_says_so(model_server):
+    assert requests.get(f"{model_server}/ping").status_code == 200
+    answer = requests.post(f"{model_server}/invocations", json=invocation(records(1)), auth=AUTH)
+    assert answer.status_code == 503
+    assert answer.json()["error_code"] == "NO_CHAMPION"
+    assert "has no 'champion' version yet" in answer.json()["message"]
+
+
+def test_anonymous_calls_are_refused(model_server):
+    answer = requests.post(f"{model_server}/invocations", json=invocation(records(1)))
+    assert answer.status_code == 401 and answer.headers["www-authenticate"].startswith("Basic")
+    assert requests.get(f"{model_server}/version").status_code == 401
+
+
+def test_it_answers_as_the_champion_and_switches_without_a_failed_request(flow_env, model_server):
+    name = flow_env
+    first = train(train_path=JAN, val_path=FEB, params=WEAK, promote=True)
+    answer = wait_for_version(model_server, first["version"])
+    assert answer.status_code == 200 and answer.headers["x-model-name"] == name
+
+    batch = records(20)
+    served = requests.post(f"{model_server}/invocations", json=invocation(batch), auth=AUTH)
+    model = mlflow.pyfunc.load_model(f"models:/{name}/{first['version']}")
+    np.testing.assert_allclose(served.json()["predictions"], model.predict(batch), rtol=1e-5)
+    records_answer = requests.post(
+        f"{model_server}/invocations",
+        json={"dataframe_records": batch.astype({"lpep_pickup_datetime": str}).to_dict("records")},
+        auth=AUTH,
+    )
+    assert records_answer.json() == served.json()
+
+    # A client keeps calling while a better version is promoted.
+    seen: list[tuple[int, str | None]] = []
+    stop = threading.Event()
+
+    def keep_calling() -> None:
+        while not stop.is_set():
+            reply = requests.post(
+                f"{model_server}/invocations", json=invocation(records(1)), auth=AUTH
+            )
+            seen.append((reply.status_code, reply.headers.get("x-model-version")))
+
+    client = threading.Thread(target=keep_calling)
+    client.start()
+    try:
+        second = train(train_path=JAN, val_path=FEB, promote=True)
+        assert second["champion"] is True
+        promoted_at = time.monotonic()
+        switched = wait_for_version(model_server, second["version"])
+        switch_s = time.monotonic() - promoted_at
+    finally:
+        stop.set()
+        client.join()
+    assert switched.headers["x-model-version"] == second["version"] and switch_s < 30
+    assert {status for status, _ in seen} == {200}, "a request failed during the switch"
+    assert {version for _, version in seen} <= {first["version"], second["version"]}
+    assert len(seen) > 10
