@@ -12,6 +12,7 @@ VAL_MONTH ?=
 MONTH ?=
 FROM ?=
 TO ?=
+MONTHS ?=
 ALIAS ?= champion
 FILES ?=
 NAME ?=
@@ -114,9 +115,10 @@ score: $(STACK_CHECK) ## Predict a month with the champion on the worker: MONTH=
 	$(ON_WORKER) python -m flows.cli score --color $(COLOR) --month $(MONTH) --alias $(ALIAS)
 
 .PHONY: backfill
-backfill: $(STACK_CHECK) ## Score a range of months, side by side on the pool: FROM=2021-01 TO=2021-06 [COLOR=green]
-	@test -n "$(FROM)" -a -n "$(TO)" || { echo 'usage: make backfill FROM=YYYY-MM TO=YYYY-MM [COLOR=green] [ALIAS=champion]' >&2; exit 2; }
-	$(ON_WORKER) python -m flows.cli backfill --color $(COLOR) --from $(FROM) --to $(TO) --alias $(ALIAS)
+backfill: $(STACK_CHECK) ## Score months side by side on the pool: FROM=2021-01 TO=2021-06 (or MONTHS="2021-01 2023-03")
+	@test -n "$(FROM)" -a -n "$(TO)" -o -n "$(MONTHS)" || { echo 'usage: make backfill FROM=YYYY-MM TO=YYYY-MM | MONTHS="YYYY-MM ..." [COLOR=green] [ALIAS=champion]' >&2; exit 2; }
+	$(ON_WORKER) python -m flows.cli backfill --color $(COLOR) --alias $(ALIAS) \
+		$(if $(MONTHS),--months $(MONTHS),--from $(FROM) --to $(TO))
 
 .PHONY: user
 user: compose-only docker-check ## Create a teammate's MLflow account and print its password once: NAME=alice

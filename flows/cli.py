@@ -191,17 +191,27 @@ def run_scoring(color: str, month: str, alias: str, timeout_s: int) -> int:
     return 0
 
 
-def run_backfill(color: str, first: str, last: str, alias: str, timeout_s: int) -> int:
-    """Score each month from ``first`` to ``last`` as its own flow run, all queued at once (the
-    pool runs them side by side, up to its limits); one line per month as each ends."""
+def backfill_months(first: str | None, last: str | None, months: list[str] | None) -> list[str]:
+    """The months a backfill scores: an explicit list, or every month from first to last."""
+    from flows.tlc import file_name, months_between
+
+    if months:
+        for month in months:
+            file_name("green", month)  # validates the month's form
+        return months
+    if not (first and last):
+        raise InvalidParameters("give --from and --to, or --months")
+    return months_between(first, last)
+
+
+def run_backfill(color: str, months: list[str], alias: str, timeout_s: int) -> int:
+    """Score each month as its own flow run, all queued at once (the pool runs them side by
+    side, up to its limits); one line per month as each ends."""
     import time
 
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
 
-    from flows.tlc import months_between
-
-    months = months_between(first, last)
     import_in_background("mlflow")
     started = time.monotonic()
     pending = {}
@@ -313,8 +323,9 @@ def parser() -> argparse.ArgumentParser:
 
     bf = commands.add_parser("backfill", help="score a range of months, one flow run each")
     bf.add_argument("--color", default="green", choices=COLORS)
-    bf.add_argument("--from", dest="first", required=True, help="first month, YYYY-MM")
-    bf.add_argument("--to", dest="last", required=True, help="last month, YYYY-MM")
+    bf.add_argument("--from", dest="first", help="first month, YYYY-MM")
+    bf.add_argument("--to", dest="last", help="last month, YYYY-MM")
+    bf.add_argument("--months", nargs="+", help="these months instead of --from/--to")
     bf.add_argument("--alias", default="champion", help="the model version to use, by alias")
     bf.add_argument("--timeout", type=int, default=DEFAULT_TIMEOUT_S, help="seconds to wait")
     return top
@@ -329,7 +340,10 @@ def main(argv: list[str] | None = None) -> int:
         "train-here": lambda: train_here(args),
         "score": lambda: run_scoring(args.color, args.month, args.alias, args.timeout),
         "backfill": lambda: run_backfill(
-            args.color, args.first, args.last, args.alias, args.timeout
+            args.color,
+            backfill_months(args.first, args.last, args.months),
+            args.alias,
+            args.timeout,
         ),
     }
     try:
