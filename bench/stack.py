@@ -87,6 +87,23 @@ def prepare() -> None:
     make("upload-data", f"FILES={' '.join(files)}")
 
 
+def champion_version(settings: dict[str, str]) -> str:
+    """The champion's version, training one first when there is none."""
+    from mlflow import MlflowClient
+
+    from flows.registry import version_by_alias
+
+    client = MlflowClient(f"http://localhost:{settings.get('MLFLOW_PORT', '5000')}")
+    name = settings.get("MODEL_NAME") or "taxi-trip-duration"
+    version = version_by_alias(client, name, "champion")
+    if version is None:
+        prepare()
+        make("train", f"TRAIN_MONTH={TRAIN_MONTH}", f"VAL_MONTH={VAL_MONTH}")
+        version = version_by_alias(client, name, "champion")
+    assert version is not None
+    return str(version.version)
+
+
 def median_row(label: str, samples: list[float]) -> str:
     """A markdown row: label, p50, min, max, all samples."""
     listed = ", ".join(f"{s:.1f}" for s in samples)
