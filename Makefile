@@ -13,6 +13,9 @@ MONTH ?=
 FROM ?=
 TO ?=
 MONTHS ?=
+MONITOR ?= no
+VERSION ?=
+WORKERS ?=
 ALIAS ?= champion
 FILES ?=
 NAME ?=
@@ -64,11 +67,12 @@ docker-check:
 	@docker compose version >/dev/null 2>&1 || { echo "make: Docker Compose v2 is missing (the 'docker compose' plugin)" >&2; exit 1; }
 
 .PHONY: up
-up: compose-only docker-check env ## Build the image, start every service, wait until healthy, print the URLs
-	$(COMPOSE) up --build --detach --wait --wait-timeout 300
+up: compose-only docker-check env ## Build the image, start every service, wait until healthy, print the URLs [WORKERS=n]
+	$(if $(WORKERS),WORKER_REPLICAS=$(WORKERS)) $(COMPOSE) up --build --detach --wait --wait-timeout 300
 	@set -a; . ./$(ENV_FILE); set +a; \
 	echo; echo "MLflow   http://localhost:$${MLFLOW_PORT:-5000}   (MLFLOW_TRACKING_URI for teammates)"; \
-	echo "Prefect  http://localhost:$${PREFECT_PORT:-4200}   (API: http://localhost:$${PREFECT_PORT:-4200}/api)"
+	echo "Prefect  http://localhost:$${PREFECT_PORT:-4200}   (API: http://localhost:$${PREFECT_PORT:-4200}/api)"; \
+	echo "Model    http://localhost:$${SERVING_PORT:-9696}   (POST /invocations: the champion, MLflow accounts)"
 
 .PHONY: local
 local: .venv/.synced ## Start MLflow, Prefect and a worker as local processes, no Docker [LOCAL_DIR=.local]
@@ -118,7 +122,12 @@ score: $(STACK_CHECK) ## Predict a month with the champion on the worker: MONTH=
 backfill: $(STACK_CHECK) ## Score months side by side on the pool: FROM=2021-01 TO=2021-06 (or MONTHS="2021-01 2023-03")
 	@test -n "$(FROM)" -a -n "$(TO)" -o -n "$(MONTHS)" || { echo 'usage: make backfill FROM=YYYY-MM TO=YYYY-MM | MONTHS="YYYY-MM ..." [COLOR=green] [ALIAS=champion]' >&2; exit 2; }
 	$(ON_WORKER) python -m flows.cli backfill --color $(COLOR) --alias $(ALIAS) \
-		$(if $(MONTHS),--months $(MONTHS),--from $(FROM) --to $(TO))
+		$(if $(MONTHS),--months $(MONTHS),--from $(FROM) --to $(TO)) $(if $(filter yes,$(MONITOR)),--monitor)
+
+.PHONY: monitor
+monitor: $(STACK_CHECK) ## Watch the champion on a month (drift, errors; a breach retrains): MONTH=2023-03 [VERSION=n]
+	@test -n "$(MONTH)" || { echo 'usage: make monitor MONTH=YYYY-MM [COLOR=green] [VERSION=n]' >&2; exit 2; }
+	$(ON_WORKER) python -m flows.cli monitor --color $(COLOR) --month $(MONTH) $(if $(VERSION),--version $(VERSION))
 
 .PHONY: user
 user: compose-only docker-check ## Create a teammate's MLflow account and print its password once: NAME=alice

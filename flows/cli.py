@@ -5,6 +5,7 @@
     python -m flows.cli train-here --train PATH --val PATH   train in this process (development)
     python -m flows.cli score --month M                    run the `score` deployment, follow it
     python -m flows.cli backfill --from M --to M           score months side by side, one run each
+    python -m flows.cli monitor --month M                  run the `monitor` deployment, follow it
 
 Commands that start deployments print the flow run's logs as they come, then a summary.
 """
@@ -170,9 +171,9 @@ def scoring_summary(flow_run_id: str) -> dict[str, str]:
     }
 
 
-def score_parameters(color: str, month: str, alias: str) -> dict[str, Any]:
+def score_parameters(color: str, month: str, alias: str, monitor: bool = True) -> dict[str, Any]:
     """The `score` deployment's parameters for one month."""
-    return {"color": color, "month": month, "alias": alias}
+    return {"color": color, "month": month, "alias": alias, "monitor": monitor}
 
 
 def run_scoring(color: str, month: str, alias: str, timeout_s: int) -> int:
@@ -204,7 +205,9 @@ def backfill_months(first: str | None, last: str | None, months: list[str] | Non
     return months_between(first, last)
 
 
-def run_backfill(color: str, months: list[str], alias: str, timeout_s: int) -> int:
+def run_backfill(
+    color: str, months: list[str], alias: str, timeout_s: int, monitor: bool = False
+) -> int:
     """Score each month as its own flow run, all queued at once (the pool runs them side by
     side, up to its limits); one line per month as each ends."""
     import time
@@ -217,7 +220,7 @@ def run_backfill(color: str, months: list[str], alias: str, timeout_s: int) -> i
     pending = {}
     for month in months:
         flow_run: FlowRun = run_deployment(  # type: ignore[assignment]
-            "score/score", parameters=score_parameters(color, month, alias), timeout=0
+            "score/score", parameters=score_parameters(color, month, alias, monitor), timeout=0
         )
         pending[flow_run.id] = month
         print(f"{month}: flow run {flow_run.name} ({flow_run.id})", flush=True)
@@ -245,6 +248,43 @@ def run_backfill(color: str, months: list[str], alias: str, timeout_s: int) -> i
     elapsed = time.monotonic() - started
     print(f"{len(months)} months in {elapsed:.1f} s, {failed + len(pending)} not completed")
     return 1 if failed or pending else 0
+
+
+def monitoring_summary(flow_run_id: str) -> list[str]:
+    """The figures and the decision of a finished `monitor` flow run, from its MLflow run."""
+    from mlflow import MlflowClient
+
+    from flows.registry import runs_of_flow_run
+
+    runs = runs_of_flow_run(MlflowClient(), flow_run_id, status="FINISHED")
+    if not runs:
+        raise LookupError(f"no FINISHED MLflow run is tagged with flow run {flow_run_id}")
+    tags, metrics = runs[0].data.tags, runs[0].data.metrics
+    return [
+        f"model:       {tags['model_name']} version {tags['model_version']}, {tags['month']}",
+        f"rmse:        {metrics['rmse']:.4f} ({metrics['rmse_increase']:+.1%} against validation)",
+        f"mae:         {metrics['mae']:.4f}",
+        f"drift share: {metrics['drift_share']:.2f} ({tags.get('drifted_columns') or 'none'})",
+        f"decision:    {'breach' if tags['breached'] == 'true' else 'ok'}: {tags['reason']}",
+    ]
+
+
+def run_monitoring(color: str, month: str, version: str | None, timeout_s: int) -> int:
+    """Run the `monitor` deployment for one month, follow it, print the figures and decision."""
+    import_in_background("mlflow")
+    parameters: dict[str, Any] = {"color": color, "month": month}
+    if version:
+        parameters["version"] = version
+    ended = follow("monitor/monitor", parameters, timeout_s)
+    if not (ended.state and ended.state.is_completed()):
+        print(ended.state.message if ended.state else "", file=sys.stderr)
+        return 1
+    try:
+        print("\n".join(monitoring_summary(str(ended.id))))
+    except LookupError as error:
+        print(error, file=sys.stderr)
+        return 1
+    return 0
 
 
 def ephemeral_server_settings() -> AbstractContextManager[Any]:
@@ -327,7 +367,14 @@ def parser() -> argparse.ArgumentParser:
     bf.add_argument("--to", dest="last", help="last month, YYYY-MM")
     bf.add_argument("--months", nargs="+", help="these months instead of --from/--to")
     bf.add_argument("--alias", default="champion", help="the model version to use, by alias")
+    bf.add_argument("--monitor", action="store_true", help="monitor each month too (may retrain)")
     bf.add_argument("--timeout", type=int, default=DEFAULT_TIMEOUT_S, help="seconds to wait")
+
+    mo = commands.add_parser("monitor", help="run the monitor deployment for a month, follow it")
+    mo.add_argument("--color", default="green", choices=COLORS)
+    mo.add_argument("--month", required=True)
+    mo.add_argument("--version", help="the model version to watch (default: the champion)")
+    mo.add_argument("--timeout", type=int, default=DEFAULT_TIMEOUT_S, help="seconds to wait")
     return top
 
 
@@ -344,7 +391,9 @@ def main(argv: list[str] | None = None) -> int:
             backfill_months(args.first, args.last, args.months),
             args.alias,
             args.timeout,
+            args.monitor,
         ),
+        "monitor": lambda: run_monitoring(args.color, args.month, args.version, args.timeout),
     }
     try:
         return commands[args.command]()

@@ -55,7 +55,8 @@ def monthly_training(color: str = "green", today: str | None = None) -> dict[str
     logger = get_run_logger()
     # The champion meets the new month before any model has been trained or chosen on it.
     if has_champion(Settings.from_env().model_name):
-        score(color=color, month=val_month, alias=CHAMPION)
+        # Monitored, but no retraining on a breach: this run trains on the month right after.
+        score(color=color, month=val_month, alias=CHAMPION, retrain_on_breach=False)
     else:
         logger.info("no %s yet: nothing to score %s with", CHAMPION, val_month)
     logger.info("training on %s %s, validating on %s", color, train_month, val_month)

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 from prefect import flow, get_run_logger, task
 
-from flows.errors import InvalidParameters, MissingModel
+from flows.batch import predict, resolve_alias, write_predictions
+from flows.errors import InvalidParameters
 from flows.months import load, locate_month
 from flows.registry import CHAMPION
 from flows.retry import IO_RETRIES
@@ -41,54 +42,6 @@ class ScoreResult:
 def scoring_experiment(settings: Settings) -> str:
     """The MLflow experiment of scoring runs, beside the training experiment."""
     return settings.experiment_name + SCORING_EXPERIMENT_SUFFIX
-
-
-@task(**IO_RETRIES)
-def resolve_alias(model_name: str, alias: str) -> ScoredBy:
-    """The version behind ``alias`` now; the whole run uses it even if the alias moves."""
-    from mlflow import MlflowClient
-
-    from flows.predictions import ScoredBy
-    from flows.registry import version_by_alias
-
-    version = version_by_alias(MlflowClient(), model_name, alias)
-    if version is None:
-        raise MissingModel(
-            f"model {model_name!r} has no {alias!r} version to score with "
-            f"(train and promote one first: make train)"
-        )
-    return ScoredBy(model_name, str(version.version), str(version.run_id or ""))
-
-
-@task(**IO_RETRIES)
-def predict(scored_by: ScoredBy, data: TripData) -> pd.DataFrame:
-    """Load the version as pyfunc and predict every kept trip from its raw records."""
-    import mlflow
-
-    from flows.data import ROW_COLUMN
-    from flows.predictions import prediction_frame
-
-    model = mlflow.pyfunc.load_model(f"models:/{scored_by.model_name}/{scored_by.version}")
-    raw = data.as_raw()
-    inputs = raw[model.metadata.get_input_schema().input_names()]
-    predicted = model.predict(inputs)
-    return prediction_frame(
-        data.source, inputs, raw[ROW_COLUMN], predicted, raw.get("duration"), scored_by
-    )
-
-
-@task(**IO_RETRIES)
-def write_predictions(frame: pd.DataFrame, source: str, scored_by: ScoredBy) -> str:
-    """Store the predictions in the data store (replacing this month and version's); the URI."""
-    from flows.predictions import prediction_key, to_parquet_bytes
-    from flows.store import data_store
-
-    store = data_store(Settings.from_env())
-    if store is None:
-        raise InvalidParameters("neither DATA_BUCKET nor DATA_DIR is set: nowhere to write")
-    key = prediction_key(source, scored_by)
-    store.put_bytes(to_parquet_bytes(frame), key)
-    return store.uri(key)
 
 
 def error_metrics(frame: pd.DataFrame) -> dict[str, float]:
@@ -158,8 +111,12 @@ def score(
     path: str | None = None,
     alias: str = CHAMPION,
     model_name: str | None = None,
+    monitor: bool = True,
+    retrain_on_breach: bool = True,
 ) -> dict[str, Any]:
-    """Predict one month (or file) with the version behind ``alias``; store and log the result."""
+    """Predict one month (or file) with the version behind ``alias``; store and log the result;
+    then, with ``monitor``, compare the month with the version's reference (flows/monitor.py),
+    which asks for a retraining on a breach unless ``retrain_on_breach`` is off."""
     from prefect.artifacts import create_markdown_artifact
 
     settings = Settings.from_env()
@@ -194,4 +151,17 @@ def score(
         report_markdown(result), key="score-report", description=f"{name} v{scored_by.version}"
     )
     get_run_logger().info("%d predictions by v%s -> %s", len(frame), scored_by.version, output_uri)
-    return asdict(result)
+    outcome = asdict(result)
+    if monitor:
+        from flows.monitor import monitor as monitor_flow
+
+        watched = monitor_flow(
+            color=color,
+            path=data.source,
+            month=month,
+            model_name=name,
+            version=scored_by.version,
+            retrain_on_breach=retrain_on_breach,
+        )
+        outcome["monitoring"] = {k: watched[k] for k in ("breached", "reason", "run_id")}
+    return outcome

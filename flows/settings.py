@@ -15,6 +15,7 @@ from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from flows.gate import Budgets
+from flows.monitoring import Thresholds
 
 TLC_BASE_URL = "https://d37ci6vzurychx.cloudfront.net/trip-data"
 # The data bucket's name when a stack has S3 but DATA_BUCKET is empty. Not the model's default:
@@ -55,6 +56,12 @@ class Settings(BaseSettings):
     promotion_max_p95_latency_ms: float = Field(default=50.0, gt=0)
     promotion_max_model_mb: float = Field(default=20.0, gt=0)
 
+    # Monitoring (flows/monitor.py): a scored month breaches when its rmse is worse than the
+    # model's validation rmse by more than this share, or more than this share of the monitored
+    # columns drifted. A breach starts a retraining (the `retrain` deployment).
+    monitor_max_rmse_increase: float = Field(default=0.10, gt=0)
+    monitor_max_drift_share: float = Field(default=0.5, ge=0, le=1)
+
     # The serving service answers with the version behind this alias, looked up this often.
     serving_alias: str = "champion"
     serving_poll_seconds: float = Field(default=5.0, gt=0)
@@ -65,6 +72,13 @@ class Settings(BaseSettings):
             min_rmse_improvement=self.promotion_min_rmse_improvement,
             max_p95_latency_ms=self.promotion_max_p95_latency_ms,
             max_model_size_mb=self.promotion_max_model_mb,
+        )
+
+    def monitor_thresholds(self) -> Thresholds:
+        """When a monitored month counts as a breach."""
+        return Thresholds(
+            max_rmse_increase=self.monitor_max_rmse_increase,
+            max_drift_share=self.monitor_max_drift_share,
         )
 
     @field_validator("tlc_base_url")

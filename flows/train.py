@@ -100,6 +100,26 @@ def log_plots(model: TripDurationRegressor, predicted: np.ndarray, actual: pd.Se
         plots.close(figure)  # workers run many flows: pyplot would keep every figure alive
 
 
+def log_reference(model: TripDurationRegressor, train: TripData) -> None:
+    """A sample of the training month with the model's predictions: what monitoring compares
+    each scored month with, without reading the old month again."""
+    import mlflow
+
+    from flows.features import model_input_columns
+    from flows.monitoring import REFERENCE_ARTIFACT, REFERENCE_ROWS, monitored_frame
+
+    sample = train.trips.sample(n=min(REFERENCE_ROWS, train.rows_kept), random_state=0)
+    raw = train.as_raw().loc[sample.index]
+    reference = monitored_frame(
+        raw[model_input_columns(raw)], sample["duration"], model.predict(sample)
+    )
+    folder, name = REFERENCE_ARTIFACT.rsplit("/", 1)
+    with tempfile.TemporaryDirectory() as staging:
+        path = Path(staging) / name
+        reference.to_parquet(path, index=False)
+        mlflow.log_artifact(str(path), folder)
+
+
 def log_model(model: TripDurationRegressor, val: TripData) -> str:
     """Log the model with a signature and an input example of raw records; return its URI."""
     import mlflow
@@ -172,6 +192,7 @@ def log_run(
             )
         mlflow.log_metrics(metrics)
         log_plots(model, predicted, val.trips["duration"])
+        log_reference(model, train)
         model_uri = log_model(model, val)
     return {
         "run_id": run.info.run_id,

@@ -51,3 +51,17 @@ def write_corpus(directory: Path) -> dict[str, str]:
     (directory / "empty.parquet").write_bytes(b"")
     expected["empty.parquet"] = "empty (0 bytes)"
     return expected
+
+
+def slower_traffic(directory: Path, slowdown: float = 1.6) -> Path:
+    """A month that truly drifts, for the monitoring tests: the real February 2021 green trips as
+    if traffic had slowed every trip by ``slowdown`` (each dropoff moved so the trip lasts 60%
+    longer). Zones, distances and pickup times are unchanged, so the inputs do not drift; the
+    durations, and the model's error, do. Named as TLC names March 2021: it stands for the month
+    after a traffic change."""
+    trips = pd.read_parquet(TLC_DATA / "green_tripdata_2021-02.parquet")
+    duration = trips["lpep_dropoff_datetime"] - trips["lpep_pickup_datetime"]
+    trips["lpep_dropoff_datetime"] = trips["lpep_pickup_datetime"] + duration * slowdown
+    path = directory / "green_tripdata_2021-03.parquet"
+    trips.to_parquet(path, index=False)
+    return path

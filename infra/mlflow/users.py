@@ -70,9 +70,23 @@ def sync_accounts(client: Any) -> int:
     if serving:
         outcome = ensure_user(client, serving, os.environ["MLFLOW_SERVING_PASSWORD"])
         model = os.environ.get("MODEL_NAME") or "taxi-trip-duration"
-        client.grant_user_permission(serving, "registered_model", model, "READ")
+        ensure_model_permission(client, serving, model, "READ")
         print(f"model server account {serving}: {outcome}, READ on model {model}")
     return 0
+
+
+def ensure_model_permission(client: Any, username: str, model: str, permission: str) -> None:
+    """Give ``username`` exactly ``permission`` on a registered model (safe to re-run: MLflow
+    refuses a second grant, so an existing one is changed instead)."""
+    try:
+        client.grant_user_permission(username, "registered_model", model, permission)
+    except MlflowException as error:
+        if error.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+        current = client.get_user_permission(username, "registered_model", model)
+        if current.permission != permission:
+            client.revoke_user_permission(username, "registered_model", model)
+            client.grant_user_permission(username, "registered_model", model, permission)
 
 
 def main() -> int:

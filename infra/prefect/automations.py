@@ -8,6 +8,9 @@
   the worker sends heartbeats every PREFECT_FLOWS_HEARTBEAT_FREQUENCY seconds).
 - "notify on failed flow runs": Failed or Crashed flow runs are posted to NOTIFY_WEBHOOK_URL
   (removed when that setting is empty).
+- "notify on monitoring breaches": a month where the champion breached its monitoring thresholds
+  (the event flows/monitor.py emits) is posted to the same webhook: which metric, which month, by
+  how much. The retraining itself is the `retrain` deployment's trigger (prefect.yaml).
 
 What a deployment does on an event (the MLflow-run reaper on each crash) is a deployment trigger in
 prefect.yaml instead, applied by `make deploy`.
@@ -36,6 +39,8 @@ from flows.settings import Settings
 
 ZOMBIES = "crash zombie flow runs"
 NOTIFY = "notify on failed flow runs"
+NOTIFY_BREACH = "notify on monitoring breaches"
+BREACH_EVENT = "taxi.monitoring.breach"  # flows/monitor.py's BREACH_EVENT
 WEBHOOK_BLOCK = "platform-alerts"
 # Made by earlier versions; now the reaper deployment's own trigger (prefect.yaml) does this.
 RETIRED = ["fail MLflow runs of crashed flow runs"]
@@ -97,6 +102,33 @@ def notify_automation(block_document_id: UUID) -> AutomationCore:
                     "Flow run {{ flow.name }}/{{ flow_run.name }} (id {{ flow_run.id }}) entered "
                     "{{ flow_run.state.name }}: {{ flow_run.state.message }}\n"
                     "Deployment: {{ deployment.name }}\n{{ flow_run|ui_url }}"
+                ),
+            )
+        ],
+    )
+
+
+def breach_automation(block_document_id: UUID) -> AutomationCore:
+    """Monitoring breaches are posted to the webhook block, with the reason."""
+    return AutomationCore(
+        name=NOTIFY_BREACH,
+        description="Posts each monitoring breach (and the retraining it starts) to the webhook.",
+        trigger=EventTrigger(
+            expect={BREACH_EVENT},
+            match=ResourceSpecification({"prefect.resource.id": ["taxi.model.*"]}),
+            posture=Posture.Reactive,
+            threshold=1,
+        ),
+        actions=[
+            SendNotification(
+                block_document_id=block_document_id,
+                subject=(
+                    "Monitoring breach: {{ event.resource['taxi.model'] }} "
+                    "v{{ event.resource['taxi.version'] }} on {{ event.resource['taxi.month'] }}"
+                ),
+                body=(
+                    "{{ event.payload.reason }}.\nA retraining starts (deployment retrain/retrain) "
+                    "on the months up to {{ event.resource['taxi.month'] }}."
                 ),
             )
         ],
@@ -166,8 +198,11 @@ def sync(settings: Settings) -> None:
         if webhook_url:
             block_id = webhook_block(webhook_url)
             print(f"automation '{NOTIFY}': {put(client, notify_automation(block_id))}")
-        elif remove(client, NOTIFY):
-            print(f"automation '{NOTIFY}': removed (NOTIFY_WEBHOOK_URL is empty)")
+            print(f"automation '{NOTIFY_BREACH}': {put(client, breach_automation(block_id))}")
+        else:
+            for name in (NOTIFY, NOTIFY_BREACH):
+                if remove(client, name):
+                    print(f"automation '{name}': removed (NOTIFY_WEBHOOK_URL is empty)")
         for name in RETIRED:
             if remove(client, name):
                 print(f"automation '{name}': removed (a deployment trigger does it now)")

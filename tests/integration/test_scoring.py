@@ -100,3 +100,23 @@ def test_without_a_champion_scoring_fails_clearly_and_writes_nothing(flow_env, s
     assert stored(s3, bucket, "predictions/") == {}
     experiment = mlflow.get_experiment_by_name(f"{name}-scoring")
     assert experiment is None or mlflow.search_runs([experiment.experiment_id]).empty
+
+
+def test_the_monthly_flow_scores_the_new_month_with_the_champion_before_training_on_it(
+    flow_env, s3, tlc_site, monkeypatch
+):
+    from flows.monthly import monthly_training
+
+    name, bucket = flow_env, f"data-{flow_env}"
+    monkeypatch.setenv("TLC_BASE_URL", tlc_site[0])
+    champion = train(train_path=JAN, val_path=FEB, promote=True)
+
+    result = monthly_training(today="2021-03")  # the newest month on the (local) TLC site: 2021-02
+
+    (frame,) = stored(s3, bucket, FEB_PREFIX).values()
+    assert set(frame["model_version"]) == {champion["version"]}  # judged before any new model
+    assert int(result["version"]) > int(champion["version"])
+    run = MlflowClient().get_run(result["run_id"])
+    assert run.data.params["val_uri"].endswith("green_tripdata_2021-02.parquet")
+    assert run.data.params["train_uri"].endswith("green_tripdata_2021-01.parquet")
+    assert mlflow.get_experiment_by_name(f"{name}-scoring") is not None

@@ -1,0 +1,99 @@
+"""Tasks of batch scoring that scoring and monitoring share: which version, its predictions."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from prefect import task
+
+from flows.errors import InvalidParameters, MissingModel
+from flows.retry import IO_RETRIES
+from flows.settings import Settings
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from flows.data import TripData
+    from flows.predictions import ScoredBy
+
+
+@task(**IO_RETRIES)
+def resolve_alias(model_name: str, alias: str) -> ScoredBy:
+    """The version behind ``alias`` now; the whole run uses it even if the alias moves."""
+    from mlflow import MlflowClient
+
+    from flows.predictions import ScoredBy
+    from flows.registry import version_by_alias
+
+    version = version_by_alias(MlflowClient(), model_name, alias)
+    if version is None:
+        raise MissingModel(
+            f"model {model_name!r} has no {alias!r} version to score with "
+            f"(train and promote one first: make train)"
+        )
+    return ScoredBy(model_name, str(version.version), str(version.run_id or ""))
+
+
+@task(**IO_RETRIES)
+def predict(scored_by: ScoredBy, data: TripData) -> pd.DataFrame:
+    """Load the version as pyfunc and predict every kept trip from its raw records."""
+    import mlflow
+
+    from flows.data import ROW_COLUMN
+    from flows.predictions import prediction_frame
+
+    model = mlflow.pyfunc.load_model(f"models:/{scored_by.model_name}/{scored_by.version}")
+    schema = model.metadata.get_input_schema()
+    if schema is None:
+        raise MissingModel(
+            f"version {scored_by.version} of {scored_by.model_name} was logged without a "
+            "signature: nothing says which raw columns it reads"
+        )
+    raw = data.as_raw()
+    inputs = raw[schema.input_names()]
+    predicted = model.predict(inputs)
+    return prediction_frame(
+        data.source, inputs, raw[ROW_COLUMN], predicted, raw.get("duration"), scored_by
+    )
+
+
+@task(**IO_RETRIES)
+def write_predictions(frame: pd.DataFrame, source: str, scored_by: ScoredBy) -> str:
+    """Store the predictions in the data store (replacing this month and version's); the URI."""
+    from flows.predictions import prediction_key, to_parquet_bytes
+    from flows.store import data_store
+
+    store = data_store(Settings.from_env())
+    if store is None:
+        raise InvalidParameters("neither DATA_BUCKET nor DATA_DIR is set: nowhere to write")
+    key = prediction_key(source, scored_by)
+    store.put_bytes(to_parquet_bytes(frame), key)
+    return store.uri(key)
+
+
+@task(**IO_RETRIES)
+def version_by_number(model_name: str, version: str) -> ScoredBy:
+    """A version named by its number."""
+    from mlflow import MlflowClient
+
+    from flows.predictions import ScoredBy
+
+    found = MlflowClient().get_model_version(model_name, version)
+    return ScoredBy(model_name, str(found.version), str(found.run_id or ""))
+
+
+@task(**IO_RETRIES)
+def read_predictions(source: str, scored_by: ScoredBy) -> pd.DataFrame | None:
+    """The stored predictions of ``source`` by this version, or None when it has not scored it."""
+    import io
+
+    import pandas as pd
+
+    from flows.predictions import prediction_key
+    from flows.store import data_store
+
+    store = data_store(Settings.from_env())
+    key = prediction_key(source, scored_by)
+    if store is None or not store.exists(key):
+        return None
+    return pd.read_parquet(io.BytesIO(store.read_bytes(key)))
