@@ -3,9 +3,10 @@
     python -m infra.prefect.worker [--healthcheck]
 
 The worker runs at most WORKER_LIMIT flow runs at once (empty: one per CPU core, fewer when
-memory is short: each training run needs up to RUN_MEMORY_BYTES); runs beyond it wait as
-Scheduled and start as slots free. Each run's xgboost gets cores / limit threads, so runs side by
-side share the cores instead of fighting over them.
+memory is short: each training run needs up to RUN_MEMORY_BYTES; shared out among the
+WORKER_REPLICAS workers of one machine); runs beyond it wait as Scheduled and start as slots
+free. Each run's xgboost gets its share of the cores as threads, so runs side by side share the
+cores instead of fighting over them.
 """
 
 from __future__ import annotations
@@ -63,9 +64,18 @@ def this_machine() -> Machine:
     return Machine(cpus=cpus, memory_bytes=memory)
 
 
-def default_limit(machine: Machine, run_memory_bytes: int = RUN_MEMORY_BYTES) -> int:
-    """One flow run per core, but never more than memory holds."""
-    return max(1, min(machine.cpus, machine.memory_bytes // run_memory_bytes))
+def default_limit(
+    machine: Machine, run_memory_bytes: int = RUN_MEMORY_BYTES, workers_here: int = 1
+) -> int:
+    """One flow run per core, but never more than memory holds; ``workers_here`` workers on
+    the same machine share it."""
+    fits = min(machine.cpus, machine.memory_bytes // run_memory_bytes)
+    return max(1, fits // max(1, workers_here))
+
+
+def threads_per_run(machine: Machine, limit: int, workers_here: int = 1) -> int:
+    """OpenMP threads for each run, so full workers on this machine use its cores once."""
+    return max(1, machine.cpus // (limit * max(1, workers_here)))
 
 
 def worker_command(pool: str, limit: int, healthcheck: bool) -> list[str]:
@@ -82,8 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     machine = this_machine()
-    limit = settings.worker_limit or default_limit(machine)
-    threads = max(1, machine.cpus // limit)
+    # Replicas of the compose worker run on one machine (WORKER_REPLICAS) and share it.
+    workers_here = int(os.environ.get("WORKER_REPLICAS") or 1)
+    limit = settings.worker_limit or default_limit(machine, workers_here=workers_here)
+    threads = threads_per_run(machine, limit, workers_here)
     # Flow-run processes inherit this: xgboost (OpenMP) then uses `threads` cores per run.
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     # Prefect's workers look for new flow runs every 10 s by default; a run then waits 5 s on
@@ -91,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PREFECT_WORKER_QUERY_SECONDS", str(QUERY_SECONDS))
     print(
         f"worker: pool {settings.work_pool}, up to {limit} flow runs at once "
-        f"({machine.cpus} cores, {machine.memory_bytes / 2**30:.1f} GiB; "
+        f"({machine.cpus} cores, {machine.memory_bytes / 2**30:.1f} GiB, {workers_here} worker(s) "
+        f"on this machine; "
         f"{os.environ['OMP_NUM_THREADS']} thread(s) per run)",
         flush=True,
     )

@@ -34,3 +34,13 @@ def test_worker_command_carries_pool_and_limit():
     assert command[command.index("--pool") + 1] == "taxi-pool"
     assert command[command.index("--limit") + 1] == "3"
     assert "--with-healthcheck" in command
+
+
+def test_replicas_on_one_machine_share_its_cores_and_threads():
+    two_cores = worker.Machine(cpus=2, memory_bytes=24 * GIB)
+    assert worker.default_limit(two_cores, workers_here=3) == 1
+    assert worker.threads_per_run(two_cores, limit=1, workers_here=3) == 1
+    eight = worker.Machine(cpus=8, memory_bytes=64 * GIB)
+    assert worker.default_limit(eight, workers_here=2) == 4
+    assert worker.threads_per_run(eight, limit=4, workers_here=2) == 1
+    assert worker.threads_per_run(eight, limit=1) == 8
