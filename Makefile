@@ -16,6 +16,7 @@ MONTHS ?=
 MONITOR ?= no
 VERSION ?=
 WORKERS ?=
+TRIALS ?= 20
 ALIAS ?= champion
 FILES ?=
 NAME ?=
@@ -128,6 +129,12 @@ backfill: $(STACK_CHECK) ## Score months side by side on the pool: FROM=2021-01 
 monitor: $(STACK_CHECK) ## Watch the champion on a month (drift, errors; a breach retrains): MONTH=2023-03 [VERSION=n]
 	@test -n "$(MONTH)" || { echo 'usage: make monitor MONTH=YYYY-MM [COLOR=green] [VERSION=n]' >&2; exit 2; }
 	$(ON_WORKER) python -m flows.cli monitor --color $(COLOR) --month $(MONTH) $(if $(VERSION),--version $(VERSION))
+
+.PHONY: tune
+tune: $(STACK_CHECK) ## Optuna search, trials as flow runs over the pool, then train the best: TRAIN_MONTH= VAL_MONTH= [TRIALS=20]
+	@test -n "$(TRAIN_MONTH)" -a -n "$(VAL_MONTH)" || { echo 'usage: make tune TRAIN_MONTH=YYYY-MM VAL_MONTH=YYYY-MM [TRIALS=20] [COLOR=green]' >&2; exit 2; }
+	$(ON_WORKER) python -m flows.cli tune --color $(COLOR) --train-month $(TRAIN_MONTH) \
+		--val-month $(VAL_MONTH) --trials $(TRIALS)
 
 .PHONY: user
 user: compose-only docker-check ## Create a teammate's MLflow account and print its password once: NAME=alice

@@ -6,6 +6,7 @@
     python -m flows.cli score --month M                    run the `score` deployment, follow it
     python -m flows.cli backfill --from M --to M           score months side by side, one run each
     python -m flows.cli monitor --month M                  run the `monitor` deployment, follow it
+    python -m flows.cli tune --train-month M --val-month M  run the `tune` deployment, follow it
 
 Commands that start deployments print the flow run's logs as they come, then a summary.
 """
@@ -287,6 +288,63 @@ def run_monitoring(color: str, month: str, version: str | None, timeout_s: int) 
     return 0
 
 
+def tuning_summary(flow_run_id: str) -> list[str]:
+    """The lines `make tune` ends with: the search, the best trial, the version it trained."""
+    from mlflow import MlflowClient
+
+    from flows.registry import CHAMPION, PROMOTION_TAG_PREFIX, runs_of_flow_run, versions_of_run
+    from flows.tracking import run_url
+
+    client = MlflowClient()
+    runs = runs_of_flow_run(client, flow_run_id, status="FINISHED")
+    if not runs:
+        raise LookupError(f"no FINISHED MLflow run is tagged with flow run {flow_run_id}")
+    parent = runs[0]
+    trained = client.search_runs(
+        [parent.info.experiment_id], f"tags.`tuning.run_id` = '{parent.info.run_id}'"
+    )
+    if not trained:
+        raise LookupError(f"no training run follows the tuning run {parent.info.run_id}")
+    name = Settings.from_env().model_name
+    version = client.get_model_version(
+        name, versions_of_run(client, name, trained[0].info.run_id)[0].version
+    )
+    best = {
+        k.removeprefix("best_"): v for k, v in parent.data.params.items() if k.startswith("best_")
+    }
+    reason = version.tags.get(PROMOTION_TAG_PREFIX + "reason", "not decided")
+    return [
+        f"tuning run: {run_url(parent)}",
+        f"trials:     {parent.data.params.get('trials')}, best holdout rmse "
+        f"{parent.data.metrics['best_holdout_rmse']:.4f}",
+        f"best:       {', '.join(f'{k}={v}' for k, v in sorted(best.items()))}",
+        f"rmse:       {trained[0].data.metrics['rmse']:.4f} (validation month)",
+        f"model:      {name} version {version.version}",
+        f"champion:   {'yes' if CHAMPION in version.aliases else 'no'} ({reason})",
+    ]
+
+
+def run_tuning(color: str, train_month: str, val_month: str, trials: int, timeout_s: int) -> int:
+    """Run the `tune` deployment (trials as flow runs on the pool), follow it, report."""
+    import_in_background("mlflow")
+    parameters = {
+        "color": color,
+        "train_month": train_month,
+        "val_month": val_month,
+        "trials": trials,
+    }
+    ended = follow("tune/tune", parameters, timeout_s)
+    if not (ended.state and ended.state.is_completed()):
+        print(ended.state.message if ended.state else "", file=sys.stderr)
+        return 1
+    try:
+        print("\n".join(tuning_summary(str(ended.id))))
+    except LookupError as error:
+        print(error, file=sys.stderr)
+        return 1
+    return 0
+
+
 def ephemeral_server_settings() -> AbstractContextManager[Any]:
     """Settings for Prefect's temporary server (none when a real server is configured)."""
     from prefect.settings import (
@@ -370,6 +428,13 @@ def parser() -> argparse.ArgumentParser:
     bf.add_argument("--monitor", action="store_true", help="monitor each month too (may retrain)")
     bf.add_argument("--timeout", type=int, default=DEFAULT_TIMEOUT_S, help="seconds to wait")
 
+    tu = commands.add_parser("tune", help="run the tune deployment (Optuna), follow it")
+    tu.add_argument("--color", default="green", choices=COLORS)
+    tu.add_argument("--train-month", required=True)
+    tu.add_argument("--val-month", required=True)
+    tu.add_argument("--trials", type=int, default=20)
+    tu.add_argument("--timeout", type=int, default=DEFAULT_TIMEOUT_S * 2, help="seconds to wait")
+
     mo = commands.add_parser("monitor", help="run the monitor deployment for a month, follow it")
     mo.add_argument("--color", default="green", choices=COLORS)
     mo.add_argument("--month", required=True)
@@ -394,6 +459,9 @@ def main(argv: list[str] | None = None) -> int:
             args.monitor,
         ),
         "monitor": lambda: run_monitoring(args.color, args.month, args.version, args.timeout),
+        "tune": lambda: run_tuning(
+            args.color, args.train_month, args.val_month, args.trials, args.timeout
+        ),
     }
     try:
         return commands[args.command]()
