@@ -98,3 +98,17 @@ def test_empty_values_mean_the_default():
     assert settings.model_name == documented_defaults()["MODEL_NAME"]
     assert settings.work_pool == documented_defaults()["WORK_POOL"]
     assert settings.tlc_base_url == "x"
+
+
+def test_kubernetes_material_parses_and_serves_with_the_compose_settings():
+    """infra/k8s is untested on a cluster; at least it is valid YAML, and the model server's
+    Deployment passes the settings the compose service passes."""
+    import yaml
+
+    for path in (REPO_ROOT / "infra" / "k8s").glob("*.yaml"):
+        assert list(yaml.safe_load_all(path.read_text())), path
+    deployment = next(yaml.safe_load_all((REPO_ROOT / "infra/k8s/serving.yaml").read_text()))
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    compose = yaml.safe_load(COMPOSE)["services"]["serving"]
+    assert container["command"][:3] == compose["command"][:3]
+    assert {e["name"] for e in container["env"]} <= set(compose["environment"]) | {"MODEL_NAME"}
