@@ -99,7 +99,9 @@ def test_deployed_flow_runs_on_the_online_worker(stack):
     workers = requests.post(
         f"{api}/work_pools/{pool}/workers/filter", json={}, auth=stack.prefect_auth, timeout=10
     ).json()
-    assert [w["status"] for w in workers] == ["ONLINE"]
+    # ONLINE: the stack's worker (replicas stopped by other tests may still show until their
+    # heartbeats time out).
+    assert "ONLINE" in [w["status"] for w in workers]
 
     run = subprocess.run(
         [
