@@ -29,6 +29,7 @@ from flows.tlc import COLORS
 if TYPE_CHECKING:
     from uuid import UUID
 
+    from mlflow.entities import Run
     from prefect.client.schemas.objects import FlowRun, Log
 
 DEFAULT_TIMEOUT_S = 1800
@@ -105,56 +106,9 @@ async def stream_until_final(flow_run_id: UUID, timeout_s: float) -> FlowRun:
         return await client.read_flow_run(flow_run_id)
 
 
-def training_summary(flow_run_id: str) -> list[str]:
-    """The lines `make train` ends with: MLflow run, rmse, version, champion or not."""
-    from mlflow import MlflowClient
-
-    from flows.registry import CHAMPION, PROMOTION_TAG_PREFIX, runs_of_flow_run, versions_of_run
-    from flows.tracking import run_url
-
-    client = MlflowClient()
-    # The flow tags its MLflow run with the Prefect flow-run id: follow that link back (a retried
-    # flow run may also have a FAILED run from its crashed attempt).
-    runs = runs_of_flow_run(client, flow_run_id, status="FINISHED")
-    if not runs:
-        raise LookupError(f"no FINISHED MLflow run is tagged with flow run {flow_run_id}")
-    run = runs[0]
-    name = Settings.from_env().model_name
-    version = client.get_model_version(
-        name, versions_of_run(client, name, run.info.run_id)[0].version
-    )
-    reason = version.tags.get(PROMOTION_TAG_PREFIX + "reason", "not decided")
-    return [
-        f"MLflow run: {run_url(run)}",
-        f"rmse:       {run.data.metrics['rmse']:.4f}",
-        f"model:      {name} version {version.version}",
-        f"champion:   {'yes' if CHAMPION in version.aliases else 'no'} ({reason})",
-    ]
-
-
-def run_training(color: str, train_month: str, val_month: str, timeout_s: int) -> int:
-    """Run the `train` deployment with promotion on the worker, follow it, report the result."""
-    parameters = {
-        "color": color,
-        "train_month": train_month,
-        "val_month": val_month,
-        "promote": True,
-    }
-    import_in_background("mlflow")  # the summary needs it; the flow run takes longer than that
-    ended = follow("train/train", parameters, timeout_s)
-    if not (ended.state and ended.state.is_completed()):
-        print(ended.state.message if ended.state else "", file=sys.stderr)
-        return 1
-    try:
-        print("\n".join(training_summary(str(ended.id))))
-    except LookupError as error:
-        print(error, file=sys.stderr)
-        return 1
-    return 0
-
-
-def scoring_summary(flow_run_id: str) -> dict[str, str]:
-    """What a finished `score` flow run wrote and how well, from its MLflow scoring run."""
+def finished_run(flow_run_id: str) -> Run:
+    """The FINISHED MLflow run a flow run made (flows tag their runs with the flow-run id; a
+    retried flow run may also have a FAILED run from its crashed attempt)."""
     from mlflow import MlflowClient
 
     from flows.registry import runs_of_flow_run
@@ -162,7 +116,72 @@ def scoring_summary(flow_run_id: str) -> dict[str, str]:
     runs = runs_of_flow_run(MlflowClient(), flow_run_id, status="FINISHED")
     if not runs:
         raise LookupError(f"no FINISHED MLflow run is tagged with flow run {flow_run_id}")
-    tags, metrics = runs[0].data.tags, runs[0].data.metrics
+    return runs[0]
+
+
+def run_and_report(
+    deployment: str,
+    parameters: dict[str, Any],
+    summary: Callable[[str], list[str]],
+    timeout_s: int,
+) -> int:
+    """Run a deployment on the worker, print its log lines as they come, then ``summary`` of
+    the ended flow run (read from MLflow); the exit code."""
+    import_in_background("mlflow")  # the summary needs it; the flow run takes longer than that
+    ended = follow(deployment, parameters, timeout_s)
+    if not (ended.state and ended.state.is_completed()):
+        print(ended.state.message if ended.state else "", file=sys.stderr)
+        return 1
+    try:
+        print("\n".join(summary(str(ended.id))))
+    except LookupError as error:
+        print(error, file=sys.stderr)
+        return 1
+    return 0
+
+
+def version_lines(run: Run) -> list[str]:
+    """The registered version a training run made, and whether (and why) it is champion."""
+    from mlflow import MlflowClient
+
+    from flows.registry import CHAMPION, PROMOTION_TAG_PREFIX, versions_of_run
+
+    client = MlflowClient()
+    name = Settings.from_env().model_name
+    version = client.get_model_version(
+        name, versions_of_run(client, name, run.info.run_id)[0].version
+    )
+    reason = version.tags.get(PROMOTION_TAG_PREFIX + "reason", "not decided")
+    return [
+        f"model:      {name} version {version.version}",
+        f"champion:   {'yes' if CHAMPION in version.aliases else 'no'} ({reason})",
+    ]
+
+
+def training_summary(flow_run_id: str) -> list[str]:
+    """The lines `make train` ends with: MLflow run, rmse, version, champion or not."""
+    from flows.tracking import run_url
+
+    run = finished_run(flow_run_id)
+    return [
+        f"MLflow run: {run_url(run)}",
+        f"rmse:       {run.data.metrics['rmse']:.4f}",
+        *version_lines(run),
+    ]
+
+
+def run_training(color: str, train_month: str, val_month: str, timeout_s: int) -> int:
+    """Run the `train` deployment with promotion on the worker, follow it, report the result."""
+    parameters = {"color": color, "train_month": train_month, "val_month": val_month}
+    return run_and_report(
+        "train/train", {**parameters, "promote": True}, training_summary, timeout_s
+    )
+
+
+def scoring_summary(flow_run_id: str) -> dict[str, str]:
+    """What a finished `score` flow run wrote and how well, from its MLflow scoring run."""
+    run = finished_run(flow_run_id)
+    tags, metrics = run.data.tags, run.data.metrics
     return {
         "output": tags["output_uri"],
         "model": f"{tags['model_name']} version {tags['model_version']} (@{tags['alias']})",
@@ -179,18 +198,11 @@ def score_parameters(color: str, month: str, alias: str, monitor: bool = True) -
 
 def run_scoring(color: str, month: str, alias: str, timeout_s: int) -> int:
     """Run the `score` deployment for one month, follow it, print where the predictions went."""
-    import_in_background("mlflow")
-    ended = follow("score/score", score_parameters(color, month, alias), timeout_s)
-    if not (ended.state and ended.state.is_completed()):
-        print(ended.state.message if ended.state else "", file=sys.stderr)
-        return 1
-    try:
-        summary = scoring_summary(str(ended.id))
-    except LookupError as error:
-        print(error, file=sys.stderr)
-        return 1
-    print("\n".join(f"{key + ':':<11} {value}" for key, value in summary.items()))
-    return 0
+
+    def summary(flow_run_id: str) -> list[str]:
+        return [f"{key + ':':<11} {value}" for key, value in scoring_summary(flow_run_id).items()]
+
+    return run_and_report("score/score", score_parameters(color, month, alias), summary, timeout_s)
 
 
 def backfill_months(first: str | None, last: str | None, months: list[str] | None) -> list[str]:
@@ -253,14 +265,8 @@ def run_backfill(
 
 def monitoring_summary(flow_run_id: str) -> list[str]:
     """The figures and the decision of a finished `monitor` flow run, from its MLflow run."""
-    from mlflow import MlflowClient
-
-    from flows.registry import runs_of_flow_run
-
-    runs = runs_of_flow_run(MlflowClient(), flow_run_id, status="FINISHED")
-    if not runs:
-        raise LookupError(f"no FINISHED MLflow run is tagged with flow run {flow_run_id}")
-    tags, metrics = runs[0].data.tags, runs[0].data.metrics
+    run = finished_run(flow_run_id)
+    tags, metrics = run.data.tags, run.data.metrics
     return [
         f"model:       {tags['model_name']} version {tags['model_version']}, {tags['month']}",
         f"rmse:        {metrics['rmse']:.4f} ({metrics['rmse_increase']:+.1%} against validation)",
@@ -272,77 +278,40 @@ def monitoring_summary(flow_run_id: str) -> list[str]:
 
 def run_monitoring(color: str, month: str, version: str | None, timeout_s: int) -> int:
     """Run the `monitor` deployment for one month, follow it, print the figures and decision."""
-    import_in_background("mlflow")
     parameters: dict[str, Any] = {"color": color, "month": month}
     if version:
         parameters["version"] = version
-    ended = follow("monitor/monitor", parameters, timeout_s)
-    if not (ended.state and ended.state.is_completed()):
-        print(ended.state.message if ended.state else "", file=sys.stderr)
-        return 1
-    try:
-        print("\n".join(monitoring_summary(str(ended.id))))
-    except LookupError as error:
-        print(error, file=sys.stderr)
-        return 1
-    return 0
+    return run_and_report("monitor/monitor", parameters, monitoring_summary, timeout_s)
 
 
 def tuning_summary(flow_run_id: str) -> list[str]:
     """The lines `make tune` ends with: the search, the best trial, the version it trained."""
     from mlflow import MlflowClient
 
-    from flows.registry import CHAMPION, PROMOTION_TAG_PREFIX, runs_of_flow_run, versions_of_run
     from flows.tracking import run_url
 
-    client = MlflowClient()
-    runs = runs_of_flow_run(client, flow_run_id, status="FINISHED")
-    if not runs:
-        raise LookupError(f"no FINISHED MLflow run is tagged with flow run {flow_run_id}")
-    parent = runs[0]
-    trained = client.search_runs(
+    parent = finished_run(flow_run_id)
+    trained = MlflowClient().search_runs(
         [parent.info.experiment_id], f"tags.`tuning.run_id` = '{parent.info.run_id}'"
     )
     if not trained:
         raise LookupError(f"no training run follows the tuning run {parent.info.run_id}")
-    name = Settings.from_env().model_name
-    version = client.get_model_version(
-        name, versions_of_run(client, name, trained[0].info.run_id)[0].version
-    )
-    best = {
-        k.removeprefix("best_"): v for k, v in parent.data.params.items() if k.startswith("best_")
-    }
-    reason = version.tags.get(PROMOTION_TAG_PREFIX + "reason", "not decided")
+    params = parent.data.params
+    best = {k.removeprefix("best_"): v for k, v in params.items() if k.startswith("best_")}
     return [
         f"tuning run: {run_url(parent)}",
-        f"trials:     {parent.data.params.get('trials')}, best holdout rmse "
+        f"trials:     {params.get('trials')}, best holdout rmse "
         f"{parent.data.metrics['best_holdout_rmse']:.4f}",
         f"best:       {', '.join(f'{k}={v}' for k, v in sorted(best.items()))}",
         f"rmse:       {trained[0].data.metrics['rmse']:.4f} (validation month)",
-        f"model:      {name} version {version.version}",
-        f"champion:   {'yes' if CHAMPION in version.aliases else 'no'} ({reason})",
+        *version_lines(trained[0]),
     ]
 
 
 def run_tuning(color: str, train_month: str, val_month: str, trials: int, timeout_s: int) -> int:
     """Run the `tune` deployment (trials as flow runs on the pool), follow it, report."""
-    import_in_background("mlflow")
-    parameters = {
-        "color": color,
-        "train_month": train_month,
-        "val_month": val_month,
-        "trials": trials,
-    }
-    ended = follow("tune/tune", parameters, timeout_s)
-    if not (ended.state and ended.state.is_completed()):
-        print(ended.state.message if ended.state else "", file=sys.stderr)
-        return 1
-    try:
-        print("\n".join(tuning_summary(str(ended.id))))
-    except LookupError as error:
-        print(error, file=sys.stderr)
-        return 1
-    return 0
+    parameters = {"color": color, "train_month": train_month, "val_month": val_month}
+    return run_and_report("tune/tune", {**parameters, "trials": trials}, tuning_summary, timeout_s)
 
 
 def ephemeral_server_settings() -> AbstractContextManager[Any]:
