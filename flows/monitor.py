@@ -69,6 +69,19 @@ def monitoring_experiment(settings: Settings) -> str:
 
 
 @task(**IO_RETRIES)
+def has_reference(scored_by: ScoredBy) -> bool:
+    """Whether the version's training run logged a monitoring reference (versions trained before
+    monitoring existed did not)."""
+    from mlflow import MlflowClient
+
+    from flows.monitoring import REFERENCE_ARTIFACT
+
+    folder = REFERENCE_ARTIFACT.rsplit("/", 1)[0]
+    listed = {a.path for a in MlflowClient().list_artifacts(scored_by.run_id, folder)}
+    return REFERENCE_ARTIFACT in listed
+
+
+@task(**IO_RETRIES)
 def read_reference(scored_by: ScoredBy) -> tuple[pd.DataFrame, float]:
     """The version's reference sample and its validation rmse, from its training run."""
     import tempfile
@@ -79,9 +92,7 @@ def read_reference(scored_by: ScoredBy) -> tuple[pd.DataFrame, float]:
 
     from flows.monitoring import REFERENCE_ARTIFACT
 
-    folder = REFERENCE_ARTIFACT.rsplit("/", 1)[0]
-    listed = {a.path for a in MlflowClient().list_artifacts(scored_by.run_id, folder)}
-    if REFERENCE_ARTIFACT not in listed:
+    if not has_reference.fn(scored_by):
         raise MissingModel(
             f"version {scored_by.version} of {scored_by.model_name} has no {REFERENCE_ARTIFACT} "
             "(trained before monitoring existed): train a new version to monitor it"

@@ -153,8 +153,18 @@ def score(
     get_run_logger().info("%d predictions by v%s -> %s", len(frame), scored_by.version, output_uri)
     outcome = asdict(result)
     if monitor:
+        from flows.monitor import has_reference
         from flows.monitor import monitor as monitor_flow
 
+        if not has_reference(scored_by):
+            # The scoring stands; a version trained before monitoring existed has nothing to be
+            # compared with (the next version will).
+            get_run_logger().warning(
+                "not monitored: v%s has no monitoring reference (trained before monitoring)",
+                scored_by.version,
+            )
+            outcome["monitoring"] = {"skipped": "no reference"}
+            return outcome
         watched = monitor_flow(
             color=color,
             path=data.source,

@@ -11,7 +11,7 @@ from flows.monitor import monitor, retrain
 from flows.monitoring import month_step
 from flows.train import train
 from tests.corpus import slower_traffic
-from tests.paths import TLC_DATA
+from tests.paths import REPO_ROOT, TLC_DATA
 
 pytestmark = pytest.mark.integration
 
@@ -84,13 +84,26 @@ def test_retraining_trains_on_the_month_before_validates_on_the_breached_one_onc
     assert retrain(color="green", month="2021-02", version=weak["version"])["skipped"] is True
 
 
-def test_a_version_without_a_reference_cannot_be_monitored(flow_env):
+def test_a_version_without_a_reference_is_scored_but_not_monitored(flow_env):
+    """As a champion trained before monitoring existed: scoring works, monitoring says why not."""
+    from flows.score import score
+
     name = flow_env
     trained = train(train_path=JAN, val_path=FEB, promote=True)
-    with mlflow.start_run() as run:
-        model = mlflow.xgboost.load_model(f"models:/{name}/{trained['version']}")
-        mlflow.xgboost.log_model(model, name="model")
+    uri = f"models:/{name}/{trained['version']}"
+    with mlflow.start_run() as run:  # the same model, logged without a reference
+        mlflow.xgboost.log_model(
+            mlflow.xgboost.load_model(uri),
+            name="model",
+            signature=mlflow.models.get_model_info(uri).signature,
+            code_paths=[str(REPO_ROOT / "flows")],
+        )
         mlflow.log_metric("rmse", 5.0)
-    bare = mlflow.register_model(f"runs:/{run.info.run_id}/model", name)
+    old = mlflow.register_model(f"runs:/{run.info.run_id}/model", name)
+    MlflowClient().set_registered_model_alias(name, "champion", old.version)
+
+    scored = score(path=FEB)
+    assert scored["version"] == old.version and scored["rows"] > 50_000
+    assert scored["monitoring"] == {"skipped": "no reference"}
     with pytest.raises(MissingModel, match="has no reference/reference.parquet"):
-        monitor(path=FEB, version=bare.version)
+        monitor(path=FEB)
