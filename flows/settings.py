@@ -9,13 +9,15 @@ line in `.env` means "the default", never "the empty string".
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from flows.gate import Budgets
-from flows.monitoring import Thresholds
+if TYPE_CHECKING:  # at run time imported where used: every process imports settings
+    from flows.gate import Budgets
+    from flows.monitoring import Thresholds
+
 
 TLC_BASE_URL = "https://d37ci6vzurychx.cloudfront.net/trip-data"
 # The data bucket's name when a stack has S3 but DATA_BUCKET is empty. Not the model's default:
@@ -68,6 +70,8 @@ class Settings(BaseSettings):
 
     def promotion_budgets(self) -> Budgets:
         """The promotion gate's margin and budgets."""
+        from flows.gate import Budgets
+
         return Budgets(
             min_rmse_improvement=self.promotion_min_rmse_improvement,
             max_p95_latency_ms=self.promotion_max_p95_latency_ms,
@@ -76,6 +80,8 @@ class Settings(BaseSettings):
 
     def monitor_thresholds(self) -> Thresholds:
         """When a monitored month counts as a breach."""
+        from flows.monitoring import Thresholds
+
         return Thresholds(
             max_rmse_increase=self.monitor_max_rmse_increase,
             max_drift_share=self.monitor_max_drift_share,

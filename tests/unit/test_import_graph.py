@@ -65,3 +65,21 @@ if __name__ == "__main__":
     from flows.cli import main
 """
     assert imported_modules(ast.parse(source)) == {"flows.registry", "flows.plots", "flows.model"}
+
+
+def test_starting_a_flow_run_or_the_cli_imports_no_heavy_library():
+    """A flow run's process imports its flow module before it may start; the CLI starts on every
+    make verb. Neither may pay for pandas, MLflow, xgboost or Evidently until a task needs them."""
+    import subprocess
+    import sys
+
+    modules = ["flows.cli", "flows.train", "flows.score", "flows.monitor", "flows.tune"]
+    heavy = ["pandas", "numpy", "mlflow", "xgboost", "evidently", "optuna", "matplotlib"]
+    code = (
+        f"import sys; import {', '.join(modules)}; "
+        f"print([m for m in {heavy!r} if m in sys.modules])"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
