@@ -141,7 +141,7 @@ def log_monitoring(
                 "month": month,
                 "drifted_columns": ",".join(figures.drifted_columns),
                 "breached": str(decision.breached).lower(),
-                "reason": decision.reason(month, f"v{scored_by.version}"),
+                "reason": decision.reason(month, f"{scored_by.model_name} v{scored_by.version}"),
             }
         )
         metrics = {
