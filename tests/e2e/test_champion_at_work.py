@@ -65,18 +65,16 @@ def test_make_score_stores_the_champions_predictions_and_serving_answers_the_sam
     np.testing.assert_allclose(frame["predicted_duration"], model.predict(frame[INPUTS]), rtol=1e-5)
 
     # The model server, as a teammate with their own account.
-    password = re.search(r"shown only now:\s+(\S+)", stack.make("user", "NAME=carol").stdout)[1]
+    password = re.search(r"shown only now:\s+(\S+)", stack.make("user", "NAME=dana").stdout)[1]
     url = f"{stack.serving_url}/invocations"
-    answer = requests.post(
-        url, json=invocation(frame[INPUTS]), auth=("carol", password), timeout=30
-    )
+    answer = requests.post(url, json=invocation(frame[INPUTS]), auth=("dana", password), timeout=30)
     assert answer.status_code == 200, answer.text
     assert answer.headers["x-model-version"] == champion.version
     np.testing.assert_allclose(answer.json()["predictions"], frame["predicted_duration"], rtol=1e-5)
     # Nobody else: anonymous and wrong passwords are refused.
     assert requests.post(url, json=invocation(frame[INPUTS].head(1)), timeout=10).status_code == 401
     wrong = requests.post(
-        url, json=invocation(frame[INPUTS].head(1)), auth=("carol", "x"), timeout=10
+        url, json=invocation(frame[INPUTS].head(1)), auth=("dana", "x"), timeout=10
     )
     assert wrong.status_code == 401
 

@@ -23,9 +23,11 @@ def test_make_train_on_the_worker_produces_a_champion(stack, trained, monkeypatc
     assert f"{stack.mlflow_url}/#/experiments/" in report["MLflow run"]  # MLFLOW_UI_URL
     assert "Beginning flow run" in trained  # the flow run's logs were followed as they came
 
-    # A teammate on the host, with nothing but the tracking URL, loads and uses the champion.
+    # A teammate on the host, with nothing but the tracking URL, loads and uses the champion
+    # `make train` made (by number: later tests move the alias to other versions).
     stack.use_mlflow_as_admin(monkeypatch)
-    champion = mlflow.pyfunc.load_model("models:/taxi-trip-duration@champion")
+    version = report["model"].rsplit("version", 1)[1].strip()
+    champion = mlflow.pyfunc.load_model(f"models:/taxi-trip-duration/{version}")
     raw = pd.read_parquet(TLC_DATA / "green_tripdata_2021-02.parquet").head(20)
     minutes = champion.predict(raw[champion.metadata.get_input_schema().input_names()])
     assert len(minutes) == 20 and (minutes > 0).all()
