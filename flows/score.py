@@ -13,7 +13,7 @@ from flows.months import load, locate_month
 from flows.registry import CHAMPION
 from flows.retry import IO_RETRIES
 from flows.settings import Settings
-from flows.tracking import end_run_failed, open_run
+from flows.tracking import failed_if_raises, open_run
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -127,15 +127,12 @@ def score(
     location = path or locate_month(color, str(month))
     data = load(location)
     run_id = open_run(scoring_experiment(settings), f"score {location.rsplit('/', 1)[-1]}")
-    try:
+    with failed_if_raises(run_id):
         # cast: Prefect's task typing cannot tell a sync task's result from a coroutine.
         frame = cast("pd.DataFrame", predict(scored_by, data))
         output_uri = write_predictions(frame, data.source, scored_by)
         metrics = error_metrics(frame)
         log_scoring(run_id, alias, scored_by, data, output_uri, metrics)
-    except BaseException:
-        end_run_failed(run_id)
-        raise
     result = ScoreResult(
         model_name=name,
         alias=alias,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
@@ -72,6 +74,16 @@ def open_run(experiment_name: str, run_name: str | None = None) -> str:
         experiment.experiment_id, tags=prefect_tags(), run_name=run_name
     )
     return str(created.info.run_id)
+
+
+@contextmanager
+def failed_if_raises(run_id: str) -> Iterator[None]:
+    """Mark the run FAILED when the block raises (the error itself goes on)."""
+    try:
+        yield
+    except BaseException:
+        end_run_failed(run_id)
+        raise
 
 
 def end_run_failed(run_id: str) -> None:

@@ -24,7 +24,7 @@ from flows.promote import promote as promote_flow
 from flows.registry import CHALLENGER
 from flows.retry import IO_RETRIES
 from flows.settings import Settings
-from flows.tracking import dataset_reference, end_run_failed, open_run, run_url
+from flows.tracking import dataset_reference, failed_if_raises, open_run, run_url
 
 if TYPE_CHECKING:
     import numpy as np
@@ -267,16 +267,13 @@ def train(
     # Bad data stops the flow here, before any MLflow run exists.
     train_data, val_data = load(train_location), load(val_location)
     run_id = open_run(settings.experiment_name)
-    try:
+    with failed_if_raises(run_id):
         # cast: the model's sklearn base class is untyped, so mypy cannot tell it from a coroutine.
         model = cast("TripDurationRegressor", fit(train_data.trips, params or {}))
         predicted, metrics = score(model, val_data.trips)
         logged = log_run(
             run_id, model, train_data, val_data, predicted, metrics, chosen_params(params)
         )
-    except BaseException:
-        end_run_failed(run_id)
-        raise
     name = model_name or settings.model_name
     version = register(logged, metrics["rmse"], name)
     result = TrainResult(

@@ -22,7 +22,7 @@ from prefect.cache_policies import NO_CACHE
 from flows.months import load, month_or_path
 from flows.retry import IO_RETRIES
 from flows.settings import Settings
-from flows.tracking import end_run_failed, open_run
+from flows.tracking import failed_if_raises, open_run
 
 if TYPE_CHECKING:
     import optuna
@@ -89,12 +89,9 @@ def tune_trial(
     settings = Settings.from_env()
     data = load(train_location)
     run_id = open_run(settings.experiment_name, f"trial {number}")
-    try:
+    with failed_if_raises(run_id):
         rmse, trees = fit_and_score(data.trips, params)
         record_trial(run_id, parent_run_id, number, params, rmse, trees)
-    except BaseException:
-        end_run_failed(run_id)
-        raise
     print(f"trial {number}: holdout rmse {rmse:.4f} ({trees} trees)")
     return rmse
 
@@ -206,7 +203,7 @@ def tune(
     load(train_location)  # bad data stops the search before any run exists
     parent_run_id = open_run(settings.experiment_name, f"tune {train_location.rsplit('/', 1)[-1]}")
     logger = get_run_logger()
-    try:
+    with failed_if_raises(parent_run_id):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         study = optuna.create_study(
             direction="minimize", sampler=optuna.samplers.TPESampler(seed=SEED)
@@ -234,9 +231,6 @@ def tune(
         if not any(t.value is not None for t in study.trials):
             raise RuntimeError(f"none of the {trials} trials finished: see their flow runs")
         finish_parent(parent_run_id, study, trials)
-    except BaseException:
-        end_run_failed(parent_run_id)
-        raise
     print(f"best trial {study.best_trial.number}: {study.best_params}")
     result = train(
         color=color,
