@@ -207,12 +207,10 @@ def run_scoring(color: str, month: str, alias: str, timeout_s: int) -> int:
 
 def backfill_months(first: str | None, last: str | None, months: list[str] | None) -> list[str]:
     """The months a backfill scores: an explicit list, or every month from first to last."""
-    from flows.tlc import file_name, months_between
+    from flows.tlc import checked_month, months_between
 
     if months:
-        for month in months:
-            file_name("green", month)  # validates the month's form
-        return months
+        return [checked_month(month) for month in months]
     if not (first and last):
         raise InvalidParameters("give --from and --to, or --months")
     return months_between(first, last)

@@ -27,7 +27,7 @@ from flows.months import load, locate_month
 from flows.registry import CHAMPION
 from flows.retry import IO_RETRIES
 from flows.settings import Settings
-from flows.tracking import end_run_failed, open_run
+from flows.tracking import failed_if_raises, open_run
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -57,6 +57,7 @@ class MonitorResult:
     drift_share: float
     drifted_columns: list[str]
     breached: bool
+    breached_metrics: list[str]  # the thresholds crossed (flows/monitoring.py's metric names)
     reason: str
     months_watched: list[str]
     retrain_requested: bool
@@ -215,8 +216,10 @@ def report_markdown(result: MonitorResult, settings: Settings) -> str:
         if watched
         else "the first month of figures for this version"
     )
-    rmse_breached = result.rmse_increase > settings.monitor_max_rmse_increase
-    drift_breached = result.drift_share > settings.monitor_max_drift_share
+    from flows.monitoring import DRIFT_SHARE, RMSE_INCREASE
+
+    rmse_breached = RMSE_INCREASE in result.breached_metrics
+    drift_breached = DRIFT_SHARE in result.breached_metrics
     lines = [
         f"# `{result.model_name}` v{result.version} on {result.month}: "
         + ("breach" if result.breached else "within thresholds")
@@ -288,11 +291,8 @@ def monitor(
     decision = decide(figures, settings.monitor_thresholds())
     experiment = monitoring_experiment(settings)
     run_id = open_run(experiment, f"monitor {label} v{scored_by.version}")
-    try:
+    with failed_if_raises(run_id):
         log_monitoring(run_id, scored_by, label, figures, decision, html)
-    except BaseException:
-        end_run_failed(run_id)
-        raise
     requested = False
     if decision.breached and retrain_on_breach:
         requested = request_retrain(scored_by, color, label, decision)
@@ -309,6 +309,7 @@ def monitor(
         drift_share=figures.drift_share,
         drifted_columns=list(figures.drifted_columns),
         breached=decision.breached,
+        breached_metrics=[breach.metric for breach in decision.breaches],
         reason=decision.reason(label, f"{name} v{scored_by.version}"),
         months_watched=months_watched(experiment, scored_by),
         retrain_requested=requested,

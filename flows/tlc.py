@@ -11,13 +11,18 @@ MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 FILE_NAME = re.compile(r"^(?P<color>green|yellow)_tripdata_(?P<month>\d{4}-\d{2})\.parquet$")
 
 
+def checked_month(month: str) -> str:
+    """``month`` itself when it looks like YYYY-MM; a clear error otherwise."""
+    if not MONTH.match(month):
+        raise InvalidParameters(f"month must look like YYYY-MM, not {month!r}")
+    return month
+
+
 def file_name(color: str, month: str) -> str:
     """TLC's file name for one colour and month, e.g. ``green_tripdata_2021-01.parquet``."""
     if color not in COLORS:
         raise InvalidParameters(f"taxi colour must be one of {COLORS}, not {color!r}")
-    if not MONTH.match(month):
-        raise InvalidParameters(f"month must look like YYYY-MM, not {month!r}")
-    return f"{color}_tripdata_{month}.parquet"
+    return f"{color}_tripdata_{checked_month(month)}.parquet"
 
 
 def official_url(base_url: str, color: str, month: str) -> str:
@@ -39,10 +44,7 @@ def months_before(month: str, count: int) -> list[str]:
 
 def months_between(first: str, last: str) -> list[str]:
     """Every month from ``first`` to ``last`` included, oldest first (``YYYY-MM``)."""
-    for month in (first, last):
-        if not MONTH.match(month):
-            raise InvalidParameters(f"month must look like YYYY-MM, not {month!r}")
-    if last < first:
+    if checked_month(last) < checked_month(first):
         raise InvalidParameters(f"{last} is before {first}")
     year, number = map(int, last.split("-"))
     first_year, first_number = map(int, first.split("-"))

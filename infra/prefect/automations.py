@@ -35,12 +35,12 @@ from prefect.events.schemas.automations import EventTrigger, Posture
 from prefect.events.schemas.events import ResourceSpecification
 from prefect.exceptions import ObjectNotFound
 
+from flows.monitor import BREACH_EVENT
 from flows.settings import Settings
 
 ZOMBIES = "crash zombie flow runs"
 NOTIFY = "notify on failed flow runs"
 NOTIFY_BREACH = "notify on monitoring breaches"
-BREACH_EVENT = "taxi.monitoring.breach"  # flows/monitor.py's BREACH_EVENT
 WEBHOOK_BLOCK = "platform-alerts"
 # Made by earlier versions; now the reaper deployment's own trigger (prefect.yaml) does this.
 RETIRED = ["fail MLflow runs of crashed flow runs"]
