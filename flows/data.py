@@ -32,7 +32,7 @@ from flows.s3 import MISSING_BUCKET, error_code, is_missing
 from flows.tlc import FILE_NAME, bucket_key, file_name, official_url
 
 if TYPE_CHECKING:
-    from flows.store import DataStore
+    from flows.store import DataStore, ProxyStore
 
 DOWNLOAD_CHUNK = 1 << 20
 # A trip's row in its file, kept through filtering: TLC records carry no id of their own.
@@ -61,10 +61,13 @@ class TripData:
         return self.trips.rename(columns={PICKUP: prefix + PICKUP, DROPOFF: prefix + DROPOFF})
 
 
-def read_bytes(location: str, s3: Any = None) -> bytes:
-    """The bytes of a local path, an ``s3://bucket/key`` object or an http(s) URL."""
+def read_bytes(location: str, s3: Any = None, proxy: ProxyStore | None = None) -> bytes:
+    """The bytes of a local path, an ``s3://bucket/key`` object or an http(s) URL (one of the
+    data proxy's with its credentials)."""
     parsed = urlparse(location)
     try:
+        if proxy is not None and (key := proxy.key_of(location)) is not None:
+            return proxy.read_bytes(key)
         if parsed.scheme == "s3":
             return read_object(s3, location)
         if parsed.scheme in ("http", "https"):
@@ -155,9 +158,9 @@ def validate_trips(raw: pd.DataFrame, source: str) -> TripData:
     return TripData(source=source, trips=kept, rows_read=len(trips), timestamp_prefix=prefix)
 
 
-def load_trips(location: str, s3: Any = None) -> TripData:
+def load_trips(location: str, s3: Any = None, proxy: ProxyStore | None = None) -> TripData:
     """Read and validate one trip-record file from wherever it lives."""
-    data = read_bytes(location, s3)
+    data = read_bytes(location, s3, proxy)
     checked = validate_trips(read_parquet(location, data), location)
     return dataclasses.replace(checked, digest=hashlib.sha256(data).hexdigest())
 
@@ -186,7 +189,10 @@ def download(url: str, target: Path, logger: Logger) -> int:
 def ensure_month_stored(
     store: DataStore, base_url: str, color: str, month: str, logger: Logger
 ) -> str:
-    """The month's location in the data store, downloading it there the first time."""
+    """The month's location in the data store, downloading it there the first time (or TLC's
+    own URL when this account may only read the store)."""
+    from flows.store import ReadOnlyStore
+
     key = bucket_key(color, month)
     if store.exists(key):
         logger.info("%s is in the data store", store.uri(key))
@@ -198,7 +204,13 @@ def ensure_month_stored(
         size = download(url, local, logger)
         # Check before storing, so the store never caches a broken month.
         validate_trips(read_parquet(url, local.read_bytes()), url)
-        location = store.put_file(local, key)
+        try:
+            location = store.put_file(local, key)
+        except ReadOnlyStore as refused:
+            # A worker on another host reads the store but never writes it; the stack's own
+            # workers (or `make upload-data`) store the month. Same bytes, read from TLC.
+            logger.warning("%s; reading %s directly", refused, url)
+            return url
     logger.info("stored %s (%.1f MB)", location, size / 1e6)
     return location
 

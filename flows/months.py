@@ -33,10 +33,13 @@ def load(location: str) -> TripData:
     """Read and validate one file; a TripDataError (bad data) is not retried."""
     from flows.data import load_trips
     from flows.s3 import s3_client
+    from flows.store import ProxyStore
 
     settings = Settings.from_env()
     needs_s3 = location.startswith("s3://")
-    data = load_trips(location, s3_client(settings.s3_endpoint_url) if needs_s3 else None)
+    s3 = s3_client(settings.s3_endpoint_url) if needs_s3 else None
+    proxy = ProxyStore(settings.data_proxy_url) if settings.data_proxy_url else None
+    data = load_trips(location, s3, proxy)
     get_run_logger().info(
         "%s: %d rows read, %d kept (1-60 min)", location, data.rows_read, data.rows_kept
     )

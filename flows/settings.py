@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     work_pool: str = "taxi-pool"
     data_bucket: str | None = None
     data_dir: str | None = None
+    # The data bucket through the stack's authenticated data proxy, for workers on other hosts
+    # (`make worker`): they hold an MLflow account, not the S3 key.
+    data_proxy_url: str | None = None
     mlflow_artifact_bucket: str = "mlflow-artifacts"
     s3_endpoint_url: str | None = None
     tlc_base_url: str = TLC_BASE_URL

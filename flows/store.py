@@ -1,13 +1,15 @@
-"""Where the platform keeps trip files: an S3 bucket (compose stack) or a local folder (make local).
+"""Where the platform keeps trip files: an S3 bucket (compose stack), the same bucket through the
+stack's data proxy (workers on other hosts), or a local folder (make local).
 
-Both stores use the same keys (``tlc/{color}/{file}``), so the flows and ``make upload-data`` do
+Every store uses the same keys (``tlc/{color}/{file}``), so the flows and ``make upload-data`` do
 not care which one is configured.
 """
 
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
+import tempfile
+from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
 from flows.s3 import MISSING_OBJECT, error_code, s3_client
@@ -104,10 +106,97 @@ class FolderStore:
         (self.root / key).unlink(missing_ok=True)
 
 
+class ReadOnlyStore(PermissionError):
+    """The store refused a write: this account may only read it."""
+
+
+class ProxyStore:
+    """Keys are files of the data bucket served by the stack's data proxy: ``mlflow server
+    --artifacts-only`` over DATA_BUCKET, behind the same accounts as MLflow, so a worker on
+    another host reads trip files with its MLflow account and never holds an S3 key.
+
+    Credentials come from MLFLOW_TRACKING_USERNAME/PASSWORD, as for MLflow itself. Accounts read
+    (the default permission); only admins write, so such a worker cannot change the data.
+    """
+
+    ROOT = "/api/2.0/mlflow-artifacts/artifacts"
+
+    def __init__(self, base_url: str) -> None:
+        from mlflow.store.artifact.http_artifact_repo import HttpArtifactRepository
+
+        self.root = base_url.rstrip("/") + self.ROOT
+        self.repo = HttpArtifactRepository(self.root)
+
+    def uri(self, key: str) -> str:
+        return f"{self.root}/{key}"
+
+    def key_of(self, location: str) -> str | None:
+        """The key of a location this store gave out, else None."""
+        prefix = self.root + "/"
+        return location[len(prefix) :] if location.startswith(prefix) else None
+
+    def exists(self, key: str) -> bool:
+        parent, name = PurePosixPath(key).parent, PurePosixPath(key).name
+        try:
+            listed = self.repo.list_artifacts(str(parent))
+        except Exception as error:
+            if status_of(error) == 404:
+                return False
+            raise
+        return any(PurePosixPath(info.path).name == name and not info.is_dir for info in listed)
+
+    def put_file(self, path: Path, key: str) -> str:
+        target = PurePosixPath(key)
+        with tempfile.TemporaryDirectory() as tmp:
+            named = path
+            if path.name != target.name:  # the proxy stores a file under its own name
+                named = Path(tmp) / target.name
+                shutil.copyfile(path, named)
+            try:
+                self.repo.log_artifact(str(named), str(target.parent))
+            except Exception as error:
+                if status_of(error) in (401, 403):
+                    raise ReadOnlyStore(f"{self.uri(key)}: this account may not write") from error
+                raise
+        return self.uri(key)
+
+    def put_bytes(self, data: bytes, key: str) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / "data"
+            local.write_bytes(data)
+            self.put_file(local, key)
+
+    def read_bytes(self, key: str) -> bytes:
+        # The proxy answers a missing object with a 500, which MLflow's client retries for
+        # minutes: ask first.
+        if not self.exists(key):
+            raise FileNotFoundError(self.uri(key))
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / PurePosixPath(key).name
+            self.repo._download_file(key, str(local))  # one file, streamed
+            return local.read_bytes()
+
+    def delete(self, key: str) -> None:
+        try:
+            self.repo.delete_artifacts(key)
+        except Exception as error:
+            if status_of(error) != 404:
+                raise
+
+
+def status_of(error: BaseException) -> int | None:
+    """The HTTP status of a failed request to the proxy (MLflow raises requests' HTTPError)."""
+    response = getattr(error, "response", None)
+    return getattr(response, "status_code", None)
+
+
 def data_store(settings: Settings) -> DataStore | None:
-    """The configured store: DATA_BUCKET on S3, else DATA_DIR, else none (read TLC directly)."""
+    """The configured store: DATA_BUCKET on S3, else the data proxy (DATA_PROXY_URL), else
+    DATA_DIR, else none (read TLC directly)."""
     if settings.data_bucket:
         return BucketStore(s3_client(settings.s3_endpoint_url), settings.data_bucket)
+    if settings.data_proxy_url:
+        return ProxyStore(settings.data_proxy_url)
     if settings.data_dir:
         return FolderStore(Path(settings.data_dir))
     return None

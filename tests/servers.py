@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import socket
@@ -23,6 +24,7 @@ import psycopg2
 from psycopg2 import sql
 
 from infra.waiting import wait_for_http
+from tests.paths import REPO_ROOT
 
 
 def free_port() -> int:
@@ -292,6 +294,44 @@ def start_mlflow(backend_uri: str, s3: S3Server, bucket: str, workdir: Path) -> 
     """The tracking server on ``backend_uri`` with artifacts in ``bucket`` of the S3 server."""
     url, process = launch_mlflow(backend_uri, f"s3://{bucket}", s3.env(), workdir)
     return MlflowServer(url=url, process=process, bucket=bucket)
+
+
+@dataclass
+class DataProxy:
+    """The stack's data proxy: ``mlflow server --artifacts-only`` over a bucket, with basic auth,
+    started by the compose service's own script."""
+
+    url: str
+    process: subprocess.Popen
+    bucket: str
+    admin: tuple[str, str]
+
+    def stop(self) -> None:
+        stop_process(self.process)
+
+
+def start_data_proxy(postgres: Postgres, s3: S3Server, bucket: str, workdir: Path) -> DataProxy:
+    """A data proxy over ``bucket``, its accounts in a database of their own."""
+    admin = ("admin", secrets.token_urlsafe(16))
+    auth_db = postgres.create_database("data_proxy_auth", secrets.token_urlsafe(16))
+    port = free_port()
+    env = {
+        **os.environ,
+        **s3.env(),
+        # The script runs `mlflow` from PATH: this venv's.
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "MLFLOW_AUTH_DATABASE_URI": f"postgresql+psycopg2://{auth_db}",
+        "MLFLOW_AUTH_ADMIN_USERNAME": admin[0],
+        "MLFLOW_AUTH_ADMIN_PASSWORD": admin[1],
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_urlsafe(16),
+    }
+    cmd = ["bash", str(REPO_ROOT / "services/mlflow/start-server.sh"), "--artifacts-only"]
+    cmd += ["--serve-artifacts", f"--artifacts-destination=s3://{bucket}", "--workers=1"]
+    cmd += ["--host=127.0.0.1", f"--port={port}"]
+    process = start_logged(cmd, env, workdir / "data-proxy.log")
+    url = f"http://127.0.0.1:{port}"
+    wait_for_http(f"{url}/health", 120, lambda: process.poll() is None)
+    return DataProxy(url=url, process=process, bucket=bucket, admin=admin)
 
 
 # --- Prefect -------------------------------------------------------------------------------------

@@ -26,4 +26,10 @@ INI
 export MLFLOW_AUTH_CONFIG_PATH="${config_dir}/basic_auth.ini"
 unset MLFLOW_AUTH_DATABASE_URI
 
+# An --artifacts-only server (the data proxy) has no backend store, and the auth app then opens
+# MLflow's default one, ./mlflow.db: keep that unused file out of the working directory.
+for arg in "$@"; do
+  if [[ "${arg}" == "--artifacts-only" ]]; then cd "${config_dir}"; fi
+done
+
 exec mlflow server --app-name basic-auth "$@"

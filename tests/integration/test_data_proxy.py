@@ -1,0 +1,115 @@
+"""The data proxy: trip files of the data bucket for workers on other hosts, through MLflow's
+authenticated artifact proxy (``mlflow server --artifacts-only``), never with an S3 key."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from flows.data import ensure_month_stored, load_trips
+from flows.errors import TripDataError
+from flows.store import ProxyStore, ReadOnlyStore
+from flows.tlc import bucket_key
+from tests import servers
+from tests.paths import TLC_DATA
+
+pytestmark = pytest.mark.integration
+
+JANUARY = TLC_DATA / "green_tripdata_2021-01.parquet"
+
+
+@pytest.fixture(scope="module")
+def data_proxy(postgres, s3, workdir) -> Iterator[servers.DataProxy]:
+    """A data proxy over a bucket that holds January 2021, as the stack's workers store it."""
+    bucket = "proxied-data"
+    s3.client().create_bucket(Bucket=bucket)
+    s3.client().upload_file(str(JANUARY), bucket, bucket_key("green", "2021-01"))
+    proxy = servers.start_data_proxy(postgres, s3, bucket, workdir)
+    yield proxy
+    proxy.stop()
+
+
+@pytest.fixture(scope="module")
+def worker_account(data_proxy) -> tuple[str, str]:
+    """An ordinary account (the default permission, READ), as an outside worker has."""
+    account = ("outside-worker", secrets.token_urlsafe(16))
+    response = requests.post(
+        f"{data_proxy.url}/api/2.0/mlflow/users/create",
+        json={"username": account[0], "password": account[1]},
+        auth=data_proxy.admin,
+        timeout=30,
+    )
+    response.raise_for_status()
+    return account
+
+
+def signed_in(monkeypatch, account: tuple[str, str]) -> None:
+    """Use ``account`` for MLflow's HTTP clients, as a worker's environment does."""
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", account[0])
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", account[1])
+
+
+def test_anonymous_requests_are_refused(data_proxy):
+    key = bucket_key("green", "2021-01")
+    response = requests.get(ProxyStore(data_proxy.url).uri(key), timeout=30)
+    assert response.status_code == 401
+
+
+def test_a_worker_account_reads_the_stored_month(data_proxy, worker_account, monkeypatch):
+    signed_in(monkeypatch, worker_account)
+    store = ProxyStore(data_proxy.url)
+    key = bucket_key("green", "2021-01")
+    assert store.exists(key)
+    assert not store.exists(bucket_key("green", "2021-02"))
+
+    trips = load_trips(store.uri(key), proxy=store)
+
+    assert trips.digest == hashlib.sha256(JANUARY.read_bytes()).hexdigest()
+    assert trips.rows_kept > 70_000
+    with pytest.raises(TripDataError, match="file not found"):
+        load_trips(store.uri(bucket_key("green", "2021-02")), proxy=store)
+
+
+def test_a_worker_account_cannot_change_the_data(data_proxy, worker_account, s3, monkeypatch):
+    signed_in(monkeypatch, worker_account)
+    store = ProxyStore(data_proxy.url)
+    key = bucket_key("green", "2021-01")
+    before = s3.client().get_object(Bucket=data_proxy.bucket, Key=key)["ETag"]
+
+    with pytest.raises(ReadOnlyStore, match="may not write"):
+        store.put_bytes(b"not a parquet file", key)
+    with pytest.raises(requests.HTTPError):
+        store.delete(key)
+
+    assert s3.client().get_object(Bucket=data_proxy.bucket, Key=key)["ETag"] == before
+
+
+def test_a_month_missing_from_a_read_only_store_is_read_from_tlc(
+    data_proxy, worker_account, s3, tlc_site, monkeypatch
+):
+    signed_in(monkeypatch, worker_account)
+    base_url, _ = tlc_site
+    store = ProxyStore(data_proxy.url)
+
+    location = ensure_month_stored(store, base_url, "green", "2021-02", logging.getLogger())
+
+    assert location == f"{base_url}/green_tripdata_2021-02.parquet"
+    listed = s3.client().list_objects_v2(Bucket=data_proxy.bucket, Prefix="tlc/green/")
+    assert [o["Key"] for o in listed["Contents"]] == [bucket_key("green", "2021-01")]
+
+
+def test_an_admin_writes_reads_and_deletes_through_it(data_proxy, monkeypatch):
+    signed_in(monkeypatch, data_proxy.admin)
+    store = ProxyStore(data_proxy.url)
+    key = "predictions/color=green/year=2021/month=01/check.parquet"
+
+    store.put_bytes(b"bytes through the proxy", key)
+    assert store.exists(key)
+    assert store.read_bytes(key) == b"bytes through the proxy"
+    store.delete(key)
+    assert not store.exists(key)
