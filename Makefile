@@ -73,7 +73,8 @@ up: compose-only docker-check env ## Build the image, start every service, wait 
 	@set -a; . ./$(ENV_FILE); set +a; \
 	echo; echo "MLflow   http://localhost:$${MLFLOW_PORT:-5000}   (MLFLOW_TRACKING_URI for teammates)"; \
 	echo "Prefect  http://localhost:$${PREFECT_PORT:-4200}   (API: http://localhost:$${PREFECT_PORT:-4200}/api)"; \
-	echo "Model    http://localhost:$${SERVING_PORT:-9696}   (POST /invocations: the champion, MLflow accounts)"
+	echo "Model    http://localhost:$${SERVING_PORT:-9696}   (POST /invocations: the champion, MLflow accounts)"; \
+	echo "Data     http://localhost:$${DATA_PROXY_PORT:-5001}   (the data bucket for workers on other hosts: make worker-env)"
 
 .PHONY: local
 local: .venv/.synced ## Start MLflow, Prefect and a worker as local processes, no Docker [LOCAL_DIR=.local]
@@ -151,6 +152,27 @@ grant: compose-only docker-check ## Let a user write to an experiment or model: 
 user-delete: compose-only docker-check ## Delete a teammate's MLflow account: NAME=alice
 	@test -n "$(NAME)" || { echo 'usage: make user-delete NAME=<username>' >&2; exit 2; }
 	@$(COMPOSE) run --rm --no-deps mlflow-users python -m infra.mlflow.users delete "$(NAME)"
+
+.PHONY: worker-env
+worker-env: compose-only docker-check ## Account and settings file for a worker on another host: NAME=laptop-dana [HOST=stack.example.org]
+	@test -n "$(NAME)" || { echo 'usage: make worker-env NAME=<worker name> [HOST=<address other hosts reach this stack at>]' >&2; exit 2; }
+	@set -o pipefail; $(COMPOSE) run --rm --no-deps -T mlflow-users python -m infra.mlflow.users worker "$(NAME)" \
+		| python3 -m infra.worker.settings_file --env-file $(ENV_FILE) --name "$(NAME)" $(if $(HOST),--host "$(HOST)") --output "$(or $(WORKER_ENV),worker-$(NAME).env)"
+
+# A worker on another host (this checkout on that host; the file from `make worker-env`).
+WORKER_ENV ?=
+WORKER_COMPOSE = docker compose --file infra/worker/compose.yml --env-file $(WORKER_ENV)
+
+.PHONY: worker
+worker: docker-check ## On another host: join the stack's pool as a worker: WORKER_ENV=worker-<name>.env
+	@test -n "$(WORKER_ENV)" || { echo 'usage: make worker WORKER_ENV=worker-<name>.env (written by make worker-env on the stack'"'"'s machine)' >&2; exit 2; }
+	$(WORKER_COMPOSE) up --build --detach --wait --wait-timeout 300
+	@echo "worker $$(sed -n 's/^WORKER_NAME=//p' $(WORKER_ENV)) is on the pool; make worker-down WORKER_ENV=$(WORKER_ENV) stops it"
+
+.PHONY: worker-down
+worker-down: docker-check ## Stop this host's worker: WORKER_ENV=worker-<name>.env
+	@test -n "$(WORKER_ENV)" || { echo 'usage: make worker-down WORKER_ENV=worker-<name>.env' >&2; exit 2; }
+	$(WORKER_COMPOSE) down
 
 .PHONY: backup
 backup: compose-only docker-check ## Archive the databases and buckets of the running stack into BACKUP_DIR (backups/)

@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     # Flow runs one worker runs at once (empty: derived from its cores and memory) and in the
     # whole pool, whatever the number of workers.
     worker_limit: int | None = Field(default=None, ge=1)
+    # Which work queues of the pool a worker serves (comma-separated; empty: all of them) and the
+    # name it shows in Prefect (empty: Prefect's own).
+    worker_queues: str | None = None
+    worker_name: str | None = None
     pool_limit: int = Field(
         default=8, ge=1, validation_alias=AliasChoices("WORK_POOL_CONCURRENCY_LIMIT", "pool_limit")
     )

@@ -122,10 +122,12 @@ class ProxyStore:
     ROOT = "/api/2.0/mlflow-artifacts/artifacts"
 
     def __init__(self, base_url: str) -> None:
-        from mlflow.store.artifact.http_artifact_repo import HttpArtifactRepository
+        from mlflow.store.artifact import http_artifact_repo
 
         self.root = base_url.rstrip("/") + self.ROOT
-        self.repo = HttpArtifactRepository(self.root)
+        # MLflow's client for its artifact proxy (auth, retries); its methods carry no types.
+        repository: Any = http_artifact_repo.HttpArtifactRepository
+        self.repo: Any = repository(self.root)
 
     def uri(self, key: str) -> str:
         return f"{self.root}/{key}"

@@ -1,7 +1,7 @@
-"""MLflow accounts: the worker's and the model server's (kept in step with .env) and teammates'
-(`make user`).
+"""MLflow accounts: the worker's and the model server's (kept in step with .env), teammates'
+(`make user`) and those of workers on other hosts (`make worker-env`).
 
-python -m infra.mlflow.users sync-accounts | create NAME | delete NAME | grant NAME ...
+python -m infra.mlflow.users sync-accounts | create NAME | worker NAME | delete NAME | grant ...
 """
 
 from __future__ import annotations
@@ -76,17 +76,67 @@ def sync_accounts(client: Any) -> int:
 
 
 def ensure_model_permission(client: Any, username: str, model: str, permission: str) -> None:
-    """Give ``username`` exactly ``permission`` on a registered model (safe to re-run: MLflow
-    refuses a second grant, so an existing one is changed instead)."""
+    """Give ``username`` exactly ``permission`` on a registered model."""
+    ensure_permission(client, username, "registered_model", model, permission)
+
+
+def ensure_permission(
+    client: Any, username: str, resource_type: str, key: str, permission: str
+) -> None:
+    """Give ``username`` exactly ``permission`` on one experiment (by id) or registered model
+    (safe to re-run: MLflow refuses a second grant, so an existing one is changed instead)."""
     try:
-        client.grant_user_permission(username, "registered_model", model, permission)
+        client.grant_user_permission(username, resource_type, key, permission)
     except MlflowException as error:
         if error.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
-        current = client.get_user_permission(username, "registered_model", model)
+        current = client.get_user_permission(username, resource_type, key)
         if current.permission != permission:
-            client.revoke_user_permission(username, "registered_model", model)
-            client.grant_user_permission(username, "registered_model", model, permission)
+            client.revoke_user_permission(username, resource_type, key)
+            client.grant_user_permission(username, resource_type, key, permission)
+
+
+def ensure_training_targets(client: Any, worker: str, experiment: str, model: str) -> str:
+    """Create the training experiment and registered model if they are missing, keep the
+    stack's worker their manager, and return the experiment's id.
+
+    Made here rather than by whichever worker trains first: MLflow makes a creator the only
+    manager, and the stack's worker and workers on other hosts must all write to both.
+    """
+    from mlflow import MlflowClient
+
+    tracking = MlflowClient()
+    found = tracking.get_experiment_by_name(experiment)
+    experiment_id = found.experiment_id if found else tracking.create_experiment(experiment)
+    try:
+        tracking.get_registered_model(model)
+    except MlflowException as error:
+        if error.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        tracking.create_registered_model(model)
+    ensure_permission(client, worker, "experiment", str(experiment_id), "MANAGE")
+    ensure_model_permission(client, worker, model, "MANAGE")
+    return str(experiment_id)
+
+
+def create_worker_account(client: Any, name: str) -> int:
+    """An account for a worker on another host: EDIT on the training experiment, MANAGE on the
+    model (moving an alias off a version needs it). Prints its two settings; the password only
+    this once."""
+    if user_exists(client, name):
+        print(f"user {name} exists already", file=sys.stderr)
+        return 1
+    experiment = os.environ.get("MLFLOW_EXPERIMENT_NAME") or "taxi-trip-duration"
+    model = os.environ.get("MODEL_NAME") or "taxi-trip-duration"
+    stack_worker = os.environ["MLFLOW_WORKER_USERNAME"]
+    experiment_id = ensure_training_targets(client, stack_worker, experiment, model)
+    password = secrets.token_urlsafe(24)
+    client.create_user(name, password)
+    ensure_permission(client, name, "experiment", experiment_id, "EDIT")
+    ensure_model_permission(client, name, model, "MANAGE")
+    print(f"MLFLOW_TRACKING_USERNAME={name}")
+    print(f"MLFLOW_TRACKING_PASSWORD={password}")
+    return 0
 
 
 def main() -> int:
@@ -98,6 +148,10 @@ def main() -> int:
     )
     create = commands.add_parser("create", help="create a teammate; prints its password once")
     create.add_argument("name")
+    worker = commands.add_parser(
+        "worker", help="create a worker's account for another host; prints its settings"
+    )
+    worker.add_argument("name")
     delete = commands.add_parser("delete", help="delete an account")
     delete.add_argument("name")
     grant = commands.add_parser("grant", help="give a user a permission on one experiment/model")
@@ -114,6 +168,8 @@ def main() -> int:
 
     if args.command == "sync-accounts":
         return sync_accounts(client)
+    if args.command == "worker":
+        return create_worker_account(client, args.name)
     if args.command == "create":
         if user_exists(client, args.name):
             print(f"user {args.name} exists already", file=sys.stderr)

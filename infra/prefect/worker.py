@@ -78,10 +78,22 @@ def threads_per_run(machine: Machine, limit: int, workers_here: int = 1) -> int:
     return max(1, machine.cpus // (limit * max(1, workers_here)))
 
 
-def worker_command(pool: str, limit: int, healthcheck: bool) -> list[str]:
-    """The `prefect worker start` command line."""
+def worker_command(
+    pool: str,
+    limit: int,
+    healthcheck: bool,
+    queues: str | None = None,
+    name: str | None = None,
+) -> list[str]:
+    """The `prefect worker start` command line: every queue of the pool unless ``queues`` (comma-
+    separated) names some."""
     command = ["prefect", "worker", "start", "--pool", pool, "--type", "process"]
     command += ["--limit", str(limit)]
+    for queue in (queues or "").split(","):
+        if queue.strip():
+            command += ["--work-queue", queue.strip()]
+    if name:
+        command += ["--name", name]
     return command + (["--with-healthcheck"] if healthcheck else [])
 
 
@@ -102,13 +114,17 @@ def main(argv: list[str] | None = None) -> int:
     # average before it starts. One query a second per worker is a light load for the server.
     os.environ.setdefault("PREFECT_WORKER_QUERY_SECONDS", str(QUERY_SECONDS))
     print(
-        f"worker: pool {settings.work_pool}, up to {limit} flow runs at once "
+        f"worker{' ' + settings.worker_name if settings.worker_name else ''}: "
+        f"pool {settings.work_pool} "
+        f"(queues: {settings.worker_queues or 'all'}), up to {limit} flow runs at once "
         f"({machine.cpus} cores, {machine.memory_bytes / 2**30:.1f} GiB, {workers_here} worker(s) "
         f"on this machine; "
         f"{os.environ['OMP_NUM_THREADS']} thread(s) per run)",
         flush=True,
     )
-    command = worker_command(settings.work_pool, limit, args.healthcheck)
+    command = worker_command(
+        settings.work_pool, limit, args.healthcheck, settings.worker_queues, settings.worker_name
+    )
     os.execvp(command[0], command)
     return 1  # not reached: exec replaced this process
 

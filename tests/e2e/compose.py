@@ -37,6 +37,7 @@ class Stack:
     mlflow_url: str
     prefect_api_url: str
     serving_url: str
+    data_proxy_url: str
 
     def compose(self, *args: str, check: bool = True, **kwargs: Any) -> subprocess.CompletedProcess:
         """Run ``docker compose`` against this stack; with ``check``, fail showing its errors."""
@@ -137,14 +138,16 @@ def shared_stack_settings(workdir: Path) -> Stack:
     on the address containers reach the host at (the bridge network's): teammates in other
     containers use the same URLs as the host, and nothing is published beyond this machine."""
     mlflow_port, prefect_port, serving_port = free_port(), free_port(), free_port()
+    data_proxy_port = free_port()
     host = bridge_address(os.environ.get("PYTHON_IMAGE") or "python:3.11-slim-bookworm")
     overrides = {
         "COMPOSE_PROJECT_NAME": PROJECT,
         "MLFLOW_PORT": str(mlflow_port),
         "PREFECT_PORT": str(prefect_port),
         "SERVING_PORT": str(serving_port),
+        "DATA_PROXY_PORT": str(data_proxy_port),
         "BIND_ADDRESS": host,
-        "MLFLOW_EXTRA_ALLOWED_HOSTS": f"{host},{host}:{mlflow_port}",
+        "MLFLOW_EXTRA_ALLOWED_HOSTS": f"{host},{host}:{mlflow_port},{host}:{data_proxy_port}",
         "MLFLOW_UI_URL": f"http://{host}:{mlflow_port}",
         "PREFECT_UI_API_URL": f"http://{host}:{prefect_port}/api",
         "APP_IMAGE": "taxi-mlops/app:e2e",
@@ -160,6 +163,7 @@ def shared_stack_settings(workdir: Path) -> Stack:
         mlflow_url=f"http://{host}:{mlflow_port}",
         prefect_api_url=f"http://{host}:{prefect_port}/api",
         serving_url=f"http://{host}:{serving_port}",
+        data_proxy_url=f"http://{host}:{data_proxy_port}",
     )
 
 

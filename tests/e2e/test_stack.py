@@ -31,10 +31,11 @@ def test_missing_secret_fails_at_config_with_its_name(tmp_path):
     assert "POSTGRES_PASSWORD" in result.stderr
 
 
-def test_only_mlflow_prefect_and_the_model_server_are_published(stack):
+def test_only_the_authenticated_services_are_published(stack):
     env = stack.env()
     ports = published_ports(stack)
     assert ports.pop("mlflow") == [int(env["MLFLOW_PORT"])]
+    assert ports.pop("data-proxy") == [int(env["DATA_PROXY_PORT"])]
     assert ports.pop("prefect-server") == [int(env["PREFECT_PORT"])]
     assert ports.pop("serving") == [int(env["SERVING_PORT"])]
     assert all(not published for published in ports.values()), ports

@@ -70,10 +70,11 @@ def test_every_compose_variable_is_documented(name):
     assert re.search(rf"^{name}=", EXAMPLE, re.MULTILINE), f"{name} missing from .env.example"
 
 
-def test_compose_publishes_only_mlflow_prefect_and_the_model_server():
+def test_compose_publishes_only_the_authenticated_services():
+    """MLflow, its data proxy, Prefect and the model server: each asks who is calling."""
     published = re.findall(r'^\s+- "\$\{BIND_ADDRESS:-127\.0\.0\.1\}:\$\{(\w+)', COMPOSE, re.M)
-    assert published == ["MLFLOW_PORT", "PREFECT_PORT", "SERVING_PORT"]
-    assert COMPOSE.count("ports:") == 3
+    assert published == ["MLFLOW_PORT", "DATA_PROXY_PORT", "PREFECT_PORT", "SERVING_PORT"]
+    assert COMPOSE.count("ports:") == 4
     assert "container_name" not in COMPOSE and ":latest" not in COMPOSE
 
 

@@ -34,6 +34,14 @@ def test_worker_command_carries_pool_and_limit():
     assert command[command.index("--pool") + 1] == "taxi-pool"
     assert command[command.index("--limit") + 1] == "3"
     assert "--with-healthcheck" in command
+    assert "--work-queue" not in command  # every queue of the pool
+
+
+def test_an_outside_worker_serves_only_the_queues_it_is_given():
+    command = worker.worker_command("taxi-pool", 1, False, queues="default, extra", name="w-2")
+    queues = [command[i + 1] for i, arg in enumerate(command) if arg == "--work-queue"]
+    assert queues == ["default", "extra"]
+    assert command[command.index("--name") + 1] == "w-2"
 
 
 def test_replicas_on_one_machine_share_its_cores_and_threads():
