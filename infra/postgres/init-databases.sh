@@ -29,6 +29,17 @@ SQL
   echo "database ${name} (owner ${owner}): ready"
 }
 
+# A volume keeps the superuser password it was made with: say so, rather than only psql's
+# "password authentication failed", when .env no longer matches it.
+if ! login_error=$(run_sql --command 'SELECT 1' 2>&1 >/dev/null); then
+  echo "postgres-init: cannot sign in to PostgreSQL at ${PGHOST:-the local socket} as ${PGUSER:-postgres}: ${login_error}" >&2
+  if [[ "${login_error}" == *"password authentication failed"* ]]; then
+    echo "postgres-init: the database volume was made with another POSTGRES_PASSWORD than .env's." \
+      "Put back the .env it was made with, or 'make clean' to delete the volumes and start over." >&2
+  fi
+  exit 1
+fi
+
 ensure_role "${MLFLOW_DB_USER:?}" "${MLFLOW_DB_PASSWORD:?}"
 ensure_database "${MLFLOW_DB_USER}" "${MLFLOW_DB_USER}"
 # MLflow's basic-auth app keeps users and permissions in a database of its own, same owner.

@@ -77,3 +77,11 @@ def test_init_databases_gives_each_service_its_own_database(postgres):
     connect(ml_user, new_pw, ml_user).close()
     with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
         connect(ml_user, ml_pw, ml_user)
+
+    # A .env whose superuser password is not the volume's: the job says what to do.
+    refused = subprocess.run(
+        script, env={**env, "PGPASSWORD": "not-the-volumes"}, capture_output=True, text=True
+    )
+    assert refused.returncode == 1
+    assert "made with another POSTGRES_PASSWORD" in refused.stderr
+    assert "make clean" in refused.stderr
