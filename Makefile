@@ -73,7 +73,7 @@ up: compose-only docker-check env ## Build the image, start every service, wait 
 		for service in $$($(COMPOSE) ps --all --format '{{.Service}} {{.State}} {{.ExitCode}}' | awk '$$2 != "running" && $$3 != "0" {print $$1}'); do \
 			echo "--- $$service (exited), its last lines:" >&2; $(COMPOSE) logs --no-color --no-log-prefix --tail 15 "$$service" >&2; \
 		done; exit 1; }
-	@set -a; . ./$(ENV_FILE); set +a; \
+	@set -a; . "$(abspath $(ENV_FILE))"; set +a; \
 	echo; echo "MLflow   http://localhost:$${MLFLOW_PORT:-5000}   (MLFLOW_TRACKING_URI for teammates)"; \
 	echo "Prefect  http://localhost:$${PREFECT_PORT:-4200}   (API: http://localhost:$${PREFECT_PORT:-4200}/api)"; \
 	echo "Model    http://localhost:$${SERVING_PORT:-9696}   (POST /invocations: the champion, MLflow accounts)"; \

@@ -58,8 +58,8 @@ def worker_settings(
     header = (
         f"# Worker {name} on another host: copy this file there, then, in a checkout of the\n"
         f"# project, `make worker WORKER_ENV={file_name}`. It holds a password and the Prefect\n"
-        "# auth string: send it privately, never commit it. `make user-delete NAME=...` on the\n"
-        "# stack's machine revokes the account.\n"
+        "# auth string: send it privately, never commit it. On the stack's machine,\n"
+        f"# `make user-delete NAME={name}` revokes the account.\n"
     )
     return header + "".join(f"{key}={value}\n" for key, value in values.items())
 
