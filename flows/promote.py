@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prefect import flow, get_run_logger, task
 
 from flows.errors import NotPromotable
 from flows.months import load, month_or_path
-from flows.registry import CHALLENGER, CHAMPION, PROMOTION_TAG_PREFIX
+from flows.registry import CHALLENGER, CHAMPION, PROMOTION_TAG_PREFIX, load_version
 from flows.retry import IO_RETRIES
 from flows.settings import Settings
 
@@ -110,27 +108,16 @@ def p95_latency_ms(model: Any, records: pd.DataFrame) -> float:
     return float(np.percentile(timings, 95))
 
 
-def directory_mb(path: Path) -> float:
-    """Size of every file under ``path``, in MB (10^6 bytes)."""
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
-
-
 @task(**IO_RETRIES)
 def measure(model_name: str, version: ModelVersion, val: TripData) -> Measurement:
     """Download the registered version, score it on the raw validation records, time one-record
     predictions and weigh its files."""
-    import mlflow
-
     from flows.gate import Measurement
     from flows.model import evaluate
 
-    with tempfile.TemporaryDirectory(prefix="measure-") as target:
-        local = mlflow.artifacts.download_artifacts(
-            f"models:/{model_name}/{version.version}", dst_path=target
-        )
-        model = mlflow.pyfunc.load_model(local)
-        size_mb = directory_mb(Path(local))
-    inputs = val.as_raw()[model.metadata.get_input_schema().input_names()]
+    model, size_mb = load_version(model_name, version.version)
+    metadata: Any = model.metadata  # MLflow's model metadata carries no types
+    inputs = val.as_raw()[metadata.get_input_schema().input_names()]
     rmse = evaluate(model.predict(inputs), val.trips["duration"])["rmse"]
     sample = inputs.sample(n=min(len(inputs), LATENCY_SAMPLES), random_state=0)
     return Measurement(rmse, p95_latency_ms(model, sample), size_mb)

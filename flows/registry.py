@@ -7,12 +7,15 @@ MLflow (aliases, tags) is defined here and nowhere else.
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities import Run
     from mlflow.entities.model_registry import ModelVersion
+    from mlflow.pyfunc import PyFuncModel
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 
@@ -30,6 +33,19 @@ VAL_RMSE_TAG = "val_rmse"
 PROMOTION_TAG_PREFIX = "promotion."
 
 MODEL_DESCRIPTION = "NYC taxi trip duration in minutes, from raw TLC trip records."
+
+
+def load_version(model_name: str, version: str) -> tuple[PyFuncModel, float]:
+    """A registered version loaded from a fresh download, and its files' size in MB (10^6 bytes)."""
+    import mlflow
+
+    with tempfile.TemporaryDirectory(prefix="version-") as target:
+        local = mlflow.artifacts.download_artifacts(
+            f"models:/{model_name}/{version}", dst_path=target
+        )
+        model = mlflow.pyfunc.load_model(local)
+        size_mb = sum(f.stat().st_size for f in Path(local).rglob("*") if f.is_file()) / 1e6
+    return model, size_mb
 
 
 def quoted(value: str) -> str:

@@ -18,7 +18,6 @@ import asyncio
 import hashlib
 import json
 import logging
-import tempfile
 import threading
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -50,14 +49,11 @@ class Loaded:
 
 def load_version(model_name: str, version: str) -> Loaded:
     """Download and load a version, and build MLflow's scoring app for it."""
-    import mlflow
     from mlflow.pyfunc import scoring_server
 
-    with tempfile.TemporaryDirectory(prefix="serving-") as target:
-        local = mlflow.artifacts.download_artifacts(
-            f"models:/{model_name}/{version}", dst_path=target
-        )
-        model = mlflow.pyfunc.load_model(local)
+    from flows.registry import load_version as load_registered
+
+    model, _ = load_registered(model_name, version)
     return Loaded(model_name, version, scoring_server.init(model))
 
 
