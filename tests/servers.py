@@ -64,15 +64,21 @@ def serve_on_free_port(
 ) -> tuple[str, subprocess.Popen]:
     """Run a console script of this venv on a free 127.0.0.1 port, with environment ``env``,
     until ``health_path`` answers; return its base URL and process."""
+    command = [str(Path(sys.executable).parent / program), *args]
+    return serve_command_on_free_port(command, env, log_path, health_path, timeout_s)
+
+
+def serve_command_on_free_port(
+    command: list[str],
+    env: dict[str, str],
+    log_path: Path,
+    health_path: str,
+    timeout_s: float,
+) -> tuple[str, subprocess.Popen]:
+    """Run ``command`` with ``--host 127.0.0.1 --port <free port>`` appended until
+    ``health_path`` answers; return its base URL and process."""
     port = free_port()
-    cmd = [
-        str(Path(sys.executable).parent / program),
-        *args,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
+    cmd = [*command, "--host", "127.0.0.1", "--port", str(port)]
     process = start_logged(cmd, env, log_path)
     url = f"http://127.0.0.1:{port}"
     wait_for_http(f"{url}{health_path}", timeout_s, lambda: process.poll() is None)
@@ -314,7 +320,6 @@ def start_data_proxy(postgres: Postgres, s3: S3Server, bucket: str, workdir: Pat
     """A data proxy over ``bucket``, its accounts in a database of their own."""
     admin = ("admin", secrets.token_urlsafe(16))
     auth_db = postgres.create_database("data_proxy_auth", secrets.token_urlsafe(16))
-    port = free_port()
     env = {
         **os.environ,
         **s3.env(),
@@ -325,12 +330,11 @@ def start_data_proxy(postgres: Postgres, s3: S3Server, bucket: str, workdir: Pat
         "MLFLOW_AUTH_ADMIN_PASSWORD": admin[1],
         "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_urlsafe(16),
     }
-    cmd = ["bash", str(REPO_ROOT / "services/mlflow/start-server.sh"), "--artifacts-only"]
-    cmd += ["--serve-artifacts", f"--artifacts-destination=s3://{bucket}", "--workers=1"]
-    cmd += ["--host=127.0.0.1", f"--port={port}"]
-    process = start_logged(cmd, env, workdir / "data-proxy.log")
-    url = f"http://127.0.0.1:{port}"
-    wait_for_http(f"{url}/health", 120, lambda: process.poll() is None)
+    command = ["bash", str(REPO_ROOT / "services/mlflow/start-server.sh"), "--artifacts-only"]
+    command += ["--serve-artifacts", f"--artifacts-destination=s3://{bucket}", "--workers=1"]
+    url, process = serve_command_on_free_port(
+        command, env, workdir / "data-proxy.log", "/health", 120
+    )
     return DataProxy(url=url, process=process, bucket=bucket, admin=admin)
 
 
