@@ -41,17 +41,12 @@ def predict(scored_by: ScoredBy, data: TripData) -> pd.DataFrame:
 
     from flows.data import ROW_COLUMN
     from flows.predictions import prediction_frame
+    from flows.signature import predict_raw
 
     model = mlflow.pyfunc.load_model(f"models:/{scored_by.model_name}/{scored_by.version}")
-    schema = model.metadata.get_input_schema()
-    if schema is None:
-        raise MissingModel(
-            f"version {scored_by.version} of {scored_by.model_name} was logged without a "
-            "signature: nothing says which raw columns it reads"
-        )
     raw = data.as_raw()
-    inputs = raw[schema.input_names()]
-    predicted = model.predict(inputs)
+    reader = f"version {scored_by.version} of {scored_by.model_name}"
+    inputs, predicted = predict_raw(model, raw, data.source, reader)
     return prediction_frame(
         data.source, inputs, raw[ROW_COLUMN], predicted, raw.get("duration"), scored_by
     )

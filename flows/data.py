@@ -37,6 +37,16 @@ if TYPE_CHECKING:
 DOWNLOAD_CHUNK = 1 << 20
 # A trip's row in its file, kept through filtering: TLC records carry no id of their own.
 ROW_COLUMN = "row_in_file"
+# The types every validated month has, and so every model's signature (inferred from them): TLC
+# stores zones as int64 up to 2023-01 and as int32 from 2023-02 on, and a signature inferred from
+# one of those would refuse the other. Timestamps keep the microseconds TLC's files store.
+CANONICAL_DTYPES = {
+    "PULocationID": "int64",
+    "DOLocationID": "int64",
+    "trip_distance": "float64",
+    PICKUP: "datetime64[us]",
+    DROPOFF: "datetime64[us]",
+}
 # A flow's logger (Prefect's run logger is an adapter) or a plain one.
 Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
 
@@ -146,6 +156,7 @@ def validate_trips(raw: pd.DataFrame, source: str) -> TripData:
                 f"{outside} of {len(trips)} rows have a {name} outside the TLC zones "
                 f"{LOCATION_IDS[0]}-{LOCATION_IDS[-1]}",
             )
+    trips = with_canonical_types(trips)
     trips[ROW_COLUMN] = range(len(trips))
     kept = filter_duration(add_duration(trips))
     kept = kept.loc[kept["trip_distance"].notna()].reset_index(drop=True)
@@ -156,6 +167,19 @@ def validate_trips(raw: pd.DataFrame, source: str) -> TripData:
             f"{MAX_DURATION_MIN:g} minutes (with a trip_distance)",
         )
     return TripData(source=source, trips=kept, rows_read=len(trips), timestamp_prefix=prefix)
+
+
+def with_canonical_types(trips: pd.DataFrame) -> pd.DataFrame:
+    """The checked columns in one set of types, whatever the file stores (zones and distance must
+    already be numbers, zones without nulls and within 1-265)."""
+    times = (PICKUP, DROPOFF)
+    converted = {n: trips[n].astype(t) for n, t in CANONICAL_DTYPES.items() if n not in times}
+    for name in times:
+        column = trips[name]
+        if isinstance(column.dtype, pd.DatetimeTZDtype):  # TLC's times are New York wall times
+            column = column.dt.tz_localize(None)
+        converted[name] = column.astype(CANONICAL_DTYPES[name])
+    return trips.assign(**converted)
 
 
 def load_trips(location: str, s3: Any = None, proxy: ProxyStore | None = None) -> TripData:

@@ -11,6 +11,14 @@ class TripDataError(ValueError):
         self.source, self.problem = source, problem
 
 
+class SchemaMismatch(TripDataError):
+    """A file whose columns a registered version cannot read: which column, which types."""
+
+
+class NothingPublished(LookupError):
+    """No month of trip records to work on (TLC has not published one in the window looked at)."""
+
+
 class InvalidParameters(ValueError):
     """A flow was asked for something that cannot work (a month that is not YYYY-MM, ...)."""
 
@@ -29,4 +37,5 @@ PERMANENT_ERRORS: tuple[type[Exception], ...] = (
     InvalidParameters,
     NotPromotable,
     MissingModel,
+    NothingPublished,
 )

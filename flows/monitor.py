@@ -346,7 +346,11 @@ def retrain(
             return {"skipped": True, "version": done}
     print(f"retraining: {reason or f'asked for {month}'}")
     result = train(
-        color=color, train_month=months_before(month, 2)[1], val_month=month, promote=True
+        color=color,
+        train_month=months_before(month, 2)[1],
+        val_month=month,
+        model_name=name,
+        promote=True,
     )
     if version:
         client.set_model_version_tag(name, version, RETRAINED_TAG + month, str(result["version"]))

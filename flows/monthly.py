@@ -8,6 +8,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 
+from flows.errors import NothingPublished
 from flows.registry import CHAMPION
 from flows.retry import IO_RETRIES
 from flows.score import score
@@ -32,7 +33,9 @@ def newest_available_month(color: str, today: str) -> str:
             return month
         if is_published(official_url(settings.tlc_base_url, color, month)):
             return month
-    raise RuntimeError(f"no {color} month published in the {LOOKBACK_MONTHS} months before {today}")
+    raise NothingPublished(
+        f"no {color} month published in the {LOOKBACK_MONTHS} months before {today}"
+    )
 
 
 @task(**IO_RETRIES)

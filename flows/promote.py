@@ -114,13 +114,17 @@ def measure(model_name: str, version: ModelVersion, val: TripData) -> Measuremen
     predictions and weigh its files."""
     from flows.gate import Measurement
     from flows.model import evaluate
+    from flows.signature import conform, predict_raw
 
     model, size_mb = load_version(model_name, version.version)
-    metadata: Any = model.metadata  # MLflow's model metadata carries no types
-    inputs = val.as_raw()[metadata.get_input_schema().input_names()]
-    rmse = evaluate(model.predict(inputs), val.trips["duration"])["rmse"]
+    reader = f"version {version.version} of {model_name}"
+    inputs, predicted = predict_raw(model, val.as_raw(), val.source, reader)
+    rmse = evaluate(predicted, val.trips["duration"])["rmse"]
     sample = inputs.sample(n=min(len(inputs), LATENCY_SAMPLES), random_state=0)
-    return Measurement(rmse, p95_latency_ms(model, sample), size_mb)
+    # Timed on records in the version's own types, as the model server hands them over.
+    metadata: Any = model.metadata  # MLflow's model metadata carries no types
+    records = conform(sample, metadata.get_input_schema(), val.source, reader)
+    return Measurement(rmse, p95_latency_ms(model, records), size_mb)
 
 
 def version_tags(result: PromotionResult) -> dict[str, str]:
