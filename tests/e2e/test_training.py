@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import re
+
 import mlflow
 import pandas as pd
 import pytest
 
+from tests.e2e.compose import MODEL
 from tests.paths import TLC_DATA
 
 pytestmark = pytest.mark.e2e
+
+
+def summary(output: str) -> dict[str, str]:
+    """`key: value` lines of a make target's output (the flow's summary)."""
+    return {m[1]: m[2].strip() for m in re.finditer(r"^(\w+):\s+(.*)$", output, re.MULTILINE)}
 
 
 def test_make_train_on_the_worker_produces_a_champion(stack, trained, monkeypatch):
@@ -35,3 +43,29 @@ def test_make_train_on_the_worker_produces_a_champion(stack, trained, monkeypatc
     keys = stack.buckets("list")
     assert any(key.startswith("mlflow-artifacts/") and key.endswith("/MLmodel") for key in keys)
     assert any(key.endswith("plots/predicted_vs_actual.png") for key in keys)
+
+
+def test_a_champion_validated_on_2023_scores_and_is_judged_on_2021_months(stack, trained, admin):
+    """TLC stores zones as int64 in 2021 and int32 from 2023-02 on: a champion validated on
+    2023-02 scores a 2021 month, and a 2021 challenger is compared with it there."""
+    files = " ".join(str(TLC_DATA / f"green_tripdata_{m}.parquet") for m in ("2023-01", "2023-02"))
+    assert stack.make("upload-data", f"FILES={files}").stdout.count("-> s3://") == 2
+
+    out = stack.make("train", "TRAIN_MONTH=2023-01", "VAL_MONTH=2023-02").stdout
+    assert summary(out)["champion"].startswith("yes"), out  # a 2023 model wins on 2023 data
+    champion = admin.get_model_version_by_alias(MODEL, "champion")
+    signature = mlflow.models.get_model_info(f"models:/{MODEL}/{champion.version}").signature
+    assert {s.name: s.type.name for s in signature.inputs.inputs}["PULocationID"] == "long"
+
+    scored = summary(stack.make("score", "MONTH=2021-02").stdout)
+    assert scored["model"] == f"{MODEL} version {champion.version} (@champion)"
+    assert int(scored["rows"].replace(",", "")) == 61_921 and float(scored["rmse"]) < 8
+
+    out = stack.make("train", "TRAIN_MONTH=2021-01", "VAL_MONTH=2021-02").stdout
+    version = summary(out)["model"].rsplit("version", 1)[1].strip()
+    tags = admin.get_model_version(MODEL, version).tags
+    assert tags["promotion.compared_with"] == champion.version, out
+    assert float(tags["promotion.champion_rmse"]) > 0 and tags["promotion.decision"] in (
+        "promoted",
+        "rejected",
+    )

@@ -69,19 +69,25 @@ def test_scoring_a_month_monitors_it(flow_env):
 def test_retraining_trains_on_the_month_before_validates_on_the_breached_one_once(
     flow_env, tlc_site, monkeypatch
 ):
-    name = flow_env
+    # A model other than MODEL_NAME's: the breach names it, and retraining trains that one.
+    name = f"{flow_env}-other"
     monkeypatch.setenv("TLC_BASE_URL", tlc_site[0])
-    weak = train(train_path=JAN, val_path=FEB, params=WEAK, promote=True)
+    weak = train(train_path=JAN, val_path=FEB, model_name=name, params=WEAK, promote=True)
 
-    result = retrain(color="green", month="2021-02", version=weak["version"], reason="test")
+    result = retrain(
+        color="green", month="2021-02", model_name=name, version=weak["version"], reason="test"
+    )
 
-    assert result["champion"] is True  # the weak champion is beaten on the breached month
+    assert result["model_name"] == name and result["champion"] is True  # beaten on that month
+    assert MlflowClient().get_model_version_by_alias(name, "champion").version == result["version"]
+    assert not MlflowClient().search_registered_models(f"name = '{flow_env}'")
     run = MlflowClient().get_run(result["run_id"])
     assert run.data.params["train_uri"].endswith("green_tripdata_2021-01.parquet")
     assert run.data.params["val_uri"].endswith("green_tripdata_2021-02.parquet")
     tags = MlflowClient().get_model_version(name, weak["version"]).tags
     assert tags["monitoring.retrained.2021-02"] == result["version"]
-    assert retrain(color="green", month="2021-02", version=weak["version"])["skipped"] is True
+    again = retrain(color="green", month="2021-02", model_name=name, version=weak["version"])
+    assert again["skipped"] is True
 
 
 def test_a_version_without_a_reference_is_scored_but_not_monitored(flow_env):

@@ -120,3 +120,27 @@ def test_the_monthly_flow_scores_the_new_month_with_the_champion_before_training
     assert run.data.params["val_uri"].endswith("green_tripdata_2021-02.parquet")
     assert run.data.params["train_uri"].endswith("green_tripdata_2021-01.parquet")
     assert mlflow.get_experiment_by_name(f"{name}-scoring") is not None
+
+
+def test_the_monthly_flow_stops_at_once_when_no_month_is_published(flow_env, tlc_site, monkeypatch):
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    from flows.errors import NothingPublished
+    from flows.monthly import monthly_training
+
+    monkeypatch.setenv("TLC_BASE_URL", tlc_site[0])  # holds 2021 and 2023 months only
+    state = monthly_training(today="2020-06", return_state=True)
+
+    with pytest.raises(NothingPublished, match="no green month published in the 8 months before"):
+        state.result()
+
+    async def task_runs():
+        async with get_client() as client:
+            ids = FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+            return await client.read_task_runs(flow_run_filter=ids)
+
+    (looked_up,) = asyncio.run(task_runs())
+    assert looked_up.run_count == 1  # bad input: not retried
