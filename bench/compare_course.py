@@ -105,7 +105,7 @@ def main() -> int:
         os.environ["MLFLOW_TRACKING_URI"] = url
         os.environ["MODEL_NAME"] = f"bench-{os.getpid()}"
         mlflow.set_tracking_uri(url)
-        from flows.train import train
+        from flows.pipelines.train import train
 
         rounds = 10 if args.quick else 100
         rows = []

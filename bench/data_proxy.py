@@ -28,8 +28,8 @@ MONTH = "2021-01"
 IN_WORKER = """
 import json, sys, time
 from flows.settings import Settings
-from flows.store import ProxyStore, data_store
-from flows.tlc import bucket_key
+from flows.resources.store import ProxyStore, data_store
+from flows.logic.months import bucket_key
 key, reads = bucket_key("green", "{month}"), {reads}
 stores = {{"s3": data_store(Settings.from_env()), "proxy": ProxyStore("http://data-proxy:5000")}}
 timings = {{}}
@@ -46,8 +46,8 @@ print(json.dumps({{"size": size, **timings}}))
 
 def host_reads(reads: int) -> list[float]:
     """Seconds of each read through the published data proxy, as the admin."""
-    from flows.store import ProxyStore
-    from flows.tlc import bucket_key
+    from flows.logic.months import bucket_key
+    from flows.resources.store import ProxyStore
 
     settings = read_env(REPO_ROOT / os.environ.get("ENV_FILE", ".env"))
     os.environ["MLFLOW_TRACKING_USERNAME"] = settings.get("MLFLOW_ADMIN_USERNAME") or "admin"

@@ -35,7 +35,7 @@ POOL = "bench-pickup"
 
 
 ENTRYPOINTS = {
-    "platform-check": "flows/platform_check.py:platform_check",
+    "platform-check": "flows/pipelines/platform_check.py:platform_check",
     "noop": "bench/noop_flow.py:noop",
 }
 

@@ -66,7 +66,7 @@ def model_alone(settings: dict[str, str], month: str, version: str) -> tuple[int
     """(rows, seconds) of the version's pyfunc predict on the month's kept trips, here."""
     import mlflow
 
-    from flows.data import load_trips
+    from flows.resources.tlc_files import load_trips
 
     data = load_trips(str(TLC_DATA / f"green_tripdata_{month}.parquet"))
     name = settings.get("MODEL_NAME") or "taxi-trip-duration"

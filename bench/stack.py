@@ -91,7 +91,7 @@ def champion_version(settings: dict[str, str]) -> str:
     """The champion's version, training one first when there is none."""
     from mlflow import MlflowClient
 
-    from flows.registry import version_by_alias
+    from flows.resources.registry import version_by_alias
 
     client = MlflowClient(f"http://localhost:{settings.get('MLFLOW_PORT', '5000')}")
     name = settings.get("MODEL_NAME") or "taxi-trip-duration"

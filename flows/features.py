@@ -36,6 +36,11 @@ def filter_duration(trips: pd.DataFrame) -> pd.DataFrame:
     return trips.loc[keep].reset_index(drop=True)
 
 
+def pickup_hour(pickup: pd.Series) -> pd.Series:
+    """The time of day of a pickup in hours (08:30 -> 8.5)."""
+    return (pickup.dt.hour + pickup.dt.minute / 60).astype("float64")
+
+
 def build_features(trips: pd.DataFrame) -> pd.DataFrame:
     """Model inputs from (normalized) trip records: zones as categories, distance, time of week."""
     pickup = trips[PICKUP]
@@ -44,14 +49,18 @@ def build_features(trips: pd.DataFrame) -> pd.DataFrame:
             "PULocationID": pd.Categorical(trips["PULocationID"], categories=LOCATION_IDS),
             "DOLocationID": pd.Categorical(trips["DOLocationID"], categories=LOCATION_IDS),
             "trip_distance": trips["trip_distance"].astype("float64"),
-            "pickup_hour": (pickup.dt.hour + pickup.dt.minute / 60).astype("float64"),
+            "pickup_hour": pickup_hour(pickup),
             "pickup_weekday": pickup.dt.dayofweek.astype("int64"),
         },
         index=trips.index,
     )
 
 
+def pickup_column(trips: pd.DataFrame) -> str:
+    """The raw pickup-time column of a green (``lpep_``) or yellow (``tpep_``) record."""
+    return next(str(c) for c in trips.columns if str(c).endswith(PICKUP))
+
+
 def model_input_columns(trips: pd.DataFrame) -> list[str]:
     """The raw columns a served model needs from a record of this colour, in file order."""
-    pickup = next(c for c in trips.columns if c.endswith(PICKUP))
-    return [pickup, *RAW_FEATURE_COLUMNS]
+    return [pickup_column(trips), *RAW_FEATURE_COLUMNS]

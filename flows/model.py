@@ -30,6 +30,10 @@ DEFAULT_PARAMS: dict[str, Any] = {
 }
 
 
+# The latest share of the training month's pickups that early stopping watches.
+EARLY_STOPPING_SHARE = 0.1
+
+
 class TripDurationRegressor(xgb.XGBRegressor):
     """An XGBRegressor that also accepts raw trip records and builds its features itself.
 
@@ -44,10 +48,10 @@ class TripDurationRegressor(xgb.XGBRegressor):
         return np.asarray(super().predict(X, *args, **kwargs))
 
 
-def split_for_early_stopping(trips: pd.DataFrame, share: float = 0.1) -> tuple[pd.Index, pd.Index]:
-    """Index of the fitting trips and of the latest ``share`` of pickups, for early stopping."""
+def time_ordered_split(trips: pd.DataFrame, later_share: float) -> tuple[pd.Index, pd.Index]:
+    """Index of the earlier trips and of the latest ``later_share`` of them, by pickup time."""
     order = trips["pickup_datetime"].sort_values(kind="stable").index
-    cut = int(len(order) * (1 - share))
+    cut = int(len(order) * (1 - later_share))
     return order[:cut], order[cut:]
 
 
@@ -55,7 +59,7 @@ def train_model(
     trips: pd.DataFrame, params: dict[str, Any] | None = None, n_jobs: int | None = None
 ) -> TripDurationRegressor:
     """Fit on validated training trips (with a ``duration`` column)."""
-    fit_index, stop_index = split_for_early_stopping(trips)
+    fit_index, stop_index = time_ordered_split(trips, EARLY_STOPPING_SHARE)
     features = build_features(trips)
     target = trips["duration"]
     model = TripDurationRegressor(

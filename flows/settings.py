@@ -14,9 +14,11 @@ from typing import TYPE_CHECKING, Any
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from flows.names import CHAMPION, MONITORING_EXPERIMENT_SUFFIX, SCORING_EXPERIMENT_SUFFIX
+
 if TYPE_CHECKING:  # at run time imported where used: every process imports settings
-    from flows.gate import Budgets
-    from flows.monitoring import Thresholds
+    from flows.logic.gate import Budgets
+    from flows.logic.monitoring import Thresholds
 
 
 TLC_BASE_URL = "https://d37ci6vzurychx.cloudfront.net/trip-data"
@@ -59,25 +61,35 @@ class Settings(BaseSettings):
         default=8, ge=1, validation_alias=AliasChoices("WORK_POOL_CONCURRENCY_LIMIT", "pool_limit")
     )
 
-    # The promotion gate (flows/gate.py): better by this share of the champion's rmse, and
+    # The promotion gate (flows/logic/gate.py): better by this share of the champion's rmse, and
     # within these budgets for one-record latency (p95) and the logged model's size.
     promotion_min_rmse_improvement: float = Field(default=0.005, ge=0, lt=1)
     promotion_max_p95_latency_ms: float = Field(default=50.0, gt=0)
     promotion_max_model_mb: float = Field(default=20.0, gt=0)
 
-    # Monitoring (flows/monitor.py): a scored month breaches when its rmse is worse than the
-    # model's validation rmse by more than this share, or more than this share of the monitored
-    # columns drifted. A breach starts a retraining (the `retrain` deployment).
+    # Monitoring (flows/pipelines/monitor.py): a scored month breaches when its rmse is worse
+    # than the model's validation rmse by more than this share, or more than this share of the
+    # monitored columns drifted. A breach starts a retraining (the `retrain` deployment).
     monitor_max_rmse_increase: float = Field(default=0.10, gt=0)
     monitor_max_drift_share: float = Field(default=0.5, ge=0, le=1)
 
     # The serving service answers with the version behind this alias, looked up this often.
-    serving_alias: str = "champion"
+    serving_alias: str = CHAMPION
     serving_poll_seconds: float = Field(default=5.0, gt=0)
+
+    @property
+    def scoring_experiment_name(self) -> str:
+        """The MLflow experiment of scoring runs, beside the training experiment."""
+        return self.experiment_name + SCORING_EXPERIMENT_SUFFIX
+
+    @property
+    def monitoring_experiment_name(self) -> str:
+        """The MLflow experiment of monitoring runs, beside the training experiment."""
+        return self.experiment_name + MONITORING_EXPERIMENT_SUFFIX
 
     def promotion_budgets(self) -> Budgets:
         """The promotion gate's margin and budgets."""
-        from flows.gate import Budgets
+        from flows.logic.gate import Budgets
 
         return Budgets(
             min_rmse_improvement=self.promotion_min_rmse_improvement,
@@ -87,7 +99,7 @@ class Settings(BaseSettings):
 
     def monitor_thresholds(self) -> Thresholds:
         """When a monitored month counts as a breach."""
-        from flows.monitoring import Thresholds
+        from flows.logic.monitoring import Thresholds
 
         return Thresholds(
             max_rmse_increase=self.monitor_max_rmse_increase,

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from flows.s3 import s3_client
+from flows.resources.s3 import s3_client
 from flows.settings import Settings
 
 SPOOL_BYTES = 64 << 20  # objects above this go through a temporary file

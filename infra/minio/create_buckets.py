@@ -11,7 +11,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from flows.s3 import error_code, is_missing, s3_client
+from flows.resources.s3 import error_code, is_missing, s3_client
 from flows.settings import Settings
 
 # Another init run may have won the race to create a bucket; that is the state we want.

@@ -15,6 +15,8 @@ from typing import Any
 from mlflow.exceptions import MlflowException
 from mlflow.server import get_app_client
 
+from flows.settings import Settings
+
 
 def auth_client() -> Any:
     """The basic-auth admin client; credentials come from MLFLOW_TRACKING_USERNAME/PASSWORD."""
@@ -69,7 +71,7 @@ def sync_accounts(client: Any) -> int:
     serving = os.environ.get("MLFLOW_SERVING_USERNAME")
     if serving:
         outcome = ensure_user(client, serving, os.environ["MLFLOW_SERVING_PASSWORD"])
-        model = os.environ.get("MODEL_NAME") or "taxi-trip-duration"
+        model = Settings.from_env().model_name
         ensure_model_permission(client, serving, model, "READ")
         print(f"model server account {serving}: {outcome}, READ on model {model}")
     return 0
@@ -126,8 +128,8 @@ def create_worker_account(client: Any, name: str) -> int:
     if user_exists(client, name):
         print(f"user {name} exists already", file=sys.stderr)
         return 1
-    experiment = os.environ.get("MLFLOW_EXPERIMENT_NAME") or "taxi-trip-duration"
-    model = os.environ.get("MODEL_NAME") or "taxi-trip-duration"
+    settings = Settings.from_env()
+    experiment, model = settings.experiment_name, settings.model_name
     stack_worker = os.environ["MLFLOW_WORKER_USERNAME"]
     experiment_id = ensure_training_targets(client, stack_worker, experiment, model)
     password = secrets.token_urlsafe(24)

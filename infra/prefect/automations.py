@@ -9,11 +9,11 @@
 - "notify on failed flow runs": Failed or Crashed flow runs are posted to NOTIFY_WEBHOOK_URL
   (removed when that setting is empty).
 - "notify on monitoring breaches": a month where the champion breached its monitoring thresholds
-  (the event flows/monitor.py emits) is posted to the same webhook: which metric, which month, by
-  how much. The retraining itself is the `retrain` deployment's trigger (prefect.yaml).
+  (the event flows/pipelines/monitor.py emits) is posted to the same webhook: which metric,
+  which month, by how much. The retraining itself is the `retrain` deployment's trigger.
 
 What a deployment does on an event (the MLflow-run reaper on each crash) is a deployment trigger in
-prefect.yaml instead, applied by `make deploy`.
+prefect.yaml instead, applied by `make deploy`. Deployments of flows since renamed are removed.
 
     python -m infra.prefect.automations     (the compose job `prefect-automations` on every
                                              `make up`, and `make deploy`)
@@ -35,13 +35,28 @@ from prefect.events.schemas.automations import EventTrigger, Posture
 from prefect.events.schemas.events import ResourceSpecification
 from prefect.exceptions import ObjectNotFound
 
-from flows.monitor import BREACH_EVENT
+from flows.names import (
+    BREACH_EVENT,
+    MODEL_LABEL,
+    MODEL_RESOURCE_PREFIX,
+    MONTH_LABEL,
+    MONTHLY_DEPLOYMENT,
+    REAPER_DEPLOYMENT,
+    RETRAIN_DEPLOYMENT,
+    VERSION_LABEL,
+)
 from flows.settings import Settings
 
 ZOMBIES = "crash zombie flow runs"
 NOTIFY = "notify on failed flow runs"
 NOTIFY_BREACH = "notify on monitoring breaches"
 WEBHOOK_BLOCK = "platform-alerts"
+# Deployments whose flow was renamed to its deployment's name: the old ones would keep their
+# schedules and triggers, pointing at entry points that are gone.
+RETIRED_DEPLOYMENTS = {
+    "monthly-training/monthly": MONTHLY_DEPLOYMENT,
+    "fail-orphaned-mlflow-runs/reap-mlflow-runs": REAPER_DEPLOYMENT,
+}
 # Made by earlier versions; now the reaper deployment's own trigger (prefect.yaml) does this.
 RETIRED = ["fail MLflow runs of crashed flow runs"]
 # Three heartbeats (every 30 s) missed: the flow run's process is gone.
@@ -115,7 +130,7 @@ def breach_automation(block_document_id: UUID) -> AutomationCore:
         description="Posts each monitoring breach (and the retraining it starts) to the webhook.",
         trigger=EventTrigger(
             expect={BREACH_EVENT},
-            match=ResourceSpecification({"prefect.resource.id": ["taxi.model.*"]}),
+            match=ResourceSpecification({"prefect.resource.id": [f"{MODEL_RESOURCE_PREFIX}*"]}),
             posture=Posture.Reactive,
             threshold=1,
         ),
@@ -123,12 +138,14 @@ def breach_automation(block_document_id: UUID) -> AutomationCore:
             SendNotification(
                 block_document_id=block_document_id,
                 subject=(
-                    "Monitoring breach: {{ event.resource['taxi.model'] }} "
-                    "v{{ event.resource['taxi.version'] }} on {{ event.resource['taxi.month'] }}"
+                    f"Monitoring breach: {{{{ event.resource['{MODEL_LABEL}'] }}}} "
+                    f"v{{{{ event.resource['{VERSION_LABEL}'] }}}} on "
+                    f"{{{{ event.resource['{MONTH_LABEL}'] }}}}"
                 ),
                 body=(
-                    "{{ event.payload.reason }}.\nA retraining starts (deployment retrain/retrain) "
-                    "on the months up to {{ event.resource['taxi.month'] }}."
+                    "{{ event.payload.reason }}.\nA retraining starts (deployment "
+                    f"{RETRAIN_DEPLOYMENT}) on the months up to "
+                    f"{{{{ event.resource['{MONTH_LABEL}'] }}}}."
                 ),
             )
         ],
@@ -188,6 +205,16 @@ def ensure_pool(client: Any, name: str, limit: int) -> str:
     return f"unchanged (at most {limit} flow runs at once)"
 
 
+def remove_deployment(client: Any, deployment_id: str) -> bool:
+    """Delete the deployment ``flow name/deployment name``; True when it existed."""
+    try:
+        deployment = client.read_deployment_by_name(deployment_id)
+    except ObjectNotFound:
+        return False
+    client.delete_deployment(deployment.id)
+    return True
+
+
 def sync(settings: Settings) -> None:
     """Bring the server's work pool and automations in line with the settings."""
     webhook_url = settings.notify_webhook_url
@@ -206,6 +233,9 @@ def sync(settings: Settings) -> None:
         for name in RETIRED:
             if remove(client, name):
                 print(f"automation '{name}': removed (a deployment trigger does it now)")
+        for retired, successor in RETIRED_DEPLOYMENTS.items():
+            if remove_deployment(client, retired):
+                print(f"deployment '{retired}': removed (now {successor}, after `make deploy`)")
 
 
 if __name__ == "__main__":

@@ -51,7 +51,7 @@ def load_version(model_name: str, version: str) -> Loaded:
     """Download and load a version, and build MLflow's scoring app for it."""
     from mlflow.pyfunc import scoring_server
 
-    from flows.registry import load_version as load_registered
+    from flows.resources.registry import load_version as load_registered
 
     model, _ = load_registered(model_name, version)
     return Loaded(model_name, version, scoring_server.init(model))
@@ -74,7 +74,7 @@ class AliasFollower:
         """The version the alias points at now, or None when it points nowhere."""
         from mlflow import MlflowClient
 
-        from flows.registry import version_by_alias
+        from flows.resources.registry import version_by_alias
 
         found = version_by_alias(MlflowClient(), self.model_name, self.alias)
         return str(found.version) if found else None

@@ -6,8 +6,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from flows.data import CANONICAL_DTYPES, load_trips
 from flows.features import FEATURE_COLUMNS, build_features, model_input_columns
+from flows.logic.trips import CANONICAL_DTYPES
+from flows.resources.tlc_files import load_trips
 from tests.paths import TLC_DATA
 
 # rows, and rows with a 1-60 minute duration (shared/data/nyc-tlc/README.md)

@@ -111,7 +111,7 @@ class Stack:
 
         bucket, key = uri.removeprefix("s3://").split("/", 1)
         code = (
-            "import io, pandas as pd; from flows.s3 import s3_client; "
+            "import io, pandas as pd; from flows.resources.s3 import s3_client; "
             "from flows.settings import Settings; "
             "s3 = s3_client(Settings.from_env().s3_endpoint_url); "
             f"body = s3.get_object(Bucket={bucket!r}, Key={key!r})['Body'].read(); "

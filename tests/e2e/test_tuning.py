@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from flows.registry import CHALLENGER, CHAMPION, FLOW_RUN_TAG, PROMOTION_TAG_PREFIX
+from flows.names import CHALLENGER, CHAMPION, FLOW_RUN_TAG, PROMOTION_TAG_PREFIX
 
 pytestmark = pytest.mark.e2e
 

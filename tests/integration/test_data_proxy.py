@@ -11,10 +11,10 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from flows.data import ensure_month_stored, load_trips
 from flows.errors import TripDataError
-from flows.store import ProxyStore, ReadOnlyStore
-from flows.tlc import bucket_key
+from flows.logic.months import bucket_key
+from flows.resources.store import ProxyStore, ReadOnlyStore
+from flows.resources.tlc_files import ensure_month_stored, load_trips
 from tests import servers
 from tests.paths import TLC_DATA
 

@@ -17,13 +17,13 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.models import infer_signature
 
-from flows.batch import predict
-from flows.data import load_trips
 from flows.features import model_input_columns
-from flows.predictions import ScoredBy
-from flows.score import score
-from flows.signature import predict_raw
-from flows.train import train
+from flows.logic.predictions import ScoredBy
+from flows.logic.signature import predict_raw
+from flows.pipelines.score import score
+from flows.pipelines.train import train
+from flows.resources.tlc_files import load_trips
+from flows.steps.scoring import predict
 from tests.paths import REPO_ROOT, TLC_DATA
 
 pytestmark = pytest.mark.integration
@@ -78,17 +78,17 @@ def test_champions_of_either_year_score_every_month_and_are_compared_across_year
     trained_2023 = train(
         train_path=month("2023-01"), val_path=month("2023-02"), params=QUICK, promote=True
     )
-    decision = promotion_tags(name, trained_2023["version"])
-    assert decision["compared_with"] == trained_2021["version"] and decision["champion_rmse"]
+    decision = promotion_tags(name, trained_2023.version)
+    assert decision["compared_with"] == trained_2021.version and decision["champion_rmse"]
     canonical = {"lpep_pickup_datetime": "datetime", "PULocationID": "long"}
-    for version in (trained_2021["version"], trained_2023["version"]):
+    for version in (trained_2021.version, trained_2023.version):
         assert input_types(name, version).items() >= canonical.items()
-    stored_int32 = register_with_stored_types(name, trained_2023["version"], "2023-02")
+    stored_int32 = register_with_stored_types(name, trained_2023.version, "2023-02")
     assert input_types(name, stored_int32)["PULocationID"] == "integer"  # int32
 
     data = {m: load_trips(month(m)) for m in MONTHS}
     predicted: dict[tuple[str, str], np.ndarray] = {}
-    for version in (trained_2021["version"], trained_2023["version"], stored_int32):
+    for version in (trained_2021.version, trained_2023.version, stored_int32):
         model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")  # once per version
         for m, trips in data.items():
             # What scoring and promotion call: the version's columns, in its own types.
@@ -100,18 +100,18 @@ def test_champions_of_either_year_score_every_month_and_are_compared_across_year
             predicted[version, m] = np.asarray(minutes)
     for m in MONTHS:  # the same model behind either signature predicts the same minutes
         np.testing.assert_allclose(
-            predicted[stored_int32, m], predicted[trained_2023["version"], m], rtol=1e-6
+            predicted[stored_int32, m], predicted[trained_2023.version, m], rtol=1e-6
         )
 
     # The int32 champion scores a 2021 month as a flow run, and is judged by promotion on one.
     client.set_registered_model_alias(name, "champion", stored_int32)
     scored = score(path=month("2021-02"))
-    assert scored["version"] == stored_int32 and scored["rows"] == data["2021-02"].rows_kept
+    assert scored.version == stored_int32 and scored.rows == data["2021-02"].rows_kept
     stored = predict.fn(ScoredBy(name, stored_int32, ""), data["2021-01"])  # the scoring task
     assert stored["PULocationID"].dtype == "int64" and len(stored) == data["2021-01"].rows_kept
     retrained = train(
         train_path=month("2021-01"), val_path=month("2021-02"), params=QUICK, promote=True
     )
-    decision = promotion_tags(name, retrained["version"])
+    decision = promotion_tags(name, retrained.version)
     assert decision["compared_with"] == stored_int32 and float(decision["champion_rmse"]) > 0
-    assert retrained["champion"] == (decision["decision"] == "promoted")
+    assert retrained.champion == (decision["decision"] == "promoted")

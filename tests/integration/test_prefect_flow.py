@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from prefect.client.orchestration import get_client
 
-from flows.platform_check import platform_check
+from flows.pipelines.platform_check import platform_check
 
 pytestmark = pytest.mark.integration
 
@@ -32,6 +32,6 @@ def test_platform_check_flow_runs_against_the_servers(
             return run.state.type.value
 
     assert asyncio.run(recorded_state()) == "COMPLETED"
-    assert result["data_store_bytes"] == 2
-    assert result["artifact_text"].startswith("written by flow run")
-    assert result["tracking_uri"] == tracking
+    assert result.data_store_bytes == 2
+    assert result.artifact_text.startswith("written by flow run")
+    assert result.tracking_uri == tracking

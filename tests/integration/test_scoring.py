@@ -11,8 +11,8 @@ import pytest
 from mlflow import MlflowClient
 
 from flows.errors import MissingModel
-from flows.score import score
-from flows.train import train
+from flows.pipelines.score import score
+from flows.pipelines.train import train
 from tests.paths import TLC_DATA
 
 pytestmark = pytest.mark.integration
@@ -43,17 +43,15 @@ def test_scoring_a_month_writes_its_partition_with_the_champions_predictions(
     result = score(month="2021-02")  # read as training reads a month: fetched into the bucket
 
     key = f"{FEB_PREFIX}{name}-v{trained['version']}.parquet"
-    assert (
-        result["output_uri"] == f"s3://{bucket}/{key}" and result["version"] == trained["version"]
-    )
+    assert result.output_uri == f"s3://{bucket}/{key}" and result.version == trained.version
     (frame,) = stored(s3, bucket, FEB_PREFIX).values()
-    assert len(frame) == result["rows"] > 50_000
+    assert len(frame) == result.rows > 50_000
     assert (
         frame["ride_id"].is_unique
         and frame["ride_id"].str.startswith("green_tripdata_2021-02:").all()
     )
-    assert set(frame["model_version"]) == {trained["version"]}
-    assert set(frame["model_run_id"]) == {trained["run_id"]}
+    assert set(frame["model_version"]) == {trained.version}
+    assert set(frame["model_run_id"]) == {trained.run_id}
     # The stored predictions are the registered version's own, on the stored raw inputs.
     model = mlflow.pyfunc.load_model(f"models:/{name}/{trained['version']}")
     inputs = frame[model.metadata.get_input_schema().input_names()]
@@ -65,12 +63,12 @@ def test_scoring_a_month_writes_its_partition_with_the_champions_predictions(
         raw["trip_distance"].iloc[rows].to_numpy(), frame["trip_distance"].head(100).to_numpy()
     )
 
-    run = MlflowClient().get_run(result["run_id"])
+    run = MlflowClient().get_run(result.run_id)
     assert run.info.status == "FINISHED"
-    assert run.data.tags["model_version"] == trained["version"]
-    assert run.data.tags["output_uri"] == result["output_uri"]
+    assert run.data.tags["model_version"] == trained.version
+    assert run.data.tags["output_uri"] == result.output_uri
     assert run.data.metrics["rows"] == len(frame)
-    assert run.data.metrics["rmse"] == pytest.approx(result["rmse"]) and result["rmse"] < 7
+    assert run.data.metrics["rmse"] == pytest.approx(result.rmse) and result.rmse < 7
 
 
 def test_scoring_again_with_the_same_version_replaces_its_output(flow_env, s3):
@@ -78,9 +76,9 @@ def test_scoring_again_with_the_same_version_replaces_its_output(flow_env, s3):
     train(train_path=JAN, val_path=FEB, promote=True)
     first = score(path=FEB)
     second = score(path=FEB)
-    assert first["output_uri"] == second["output_uri"]
+    assert first.output_uri == second.output_uri
     (frame,) = stored(s3, bucket, FEB_PREFIX).values()
-    assert len(frame) == second["rows"]
+    assert len(frame) == second.rows
 
 
 def test_another_version_writes_beside_the_first(flow_env, s3):
@@ -90,7 +88,7 @@ def test_another_version_writes_beside_the_first(flow_env, s3):
     score(path=FEB)
     score(path=FEB, alias="challenger")
     versions = {str(f["model_version"].iloc[0]) for f in stored(s3, bucket, FEB_PREFIX).values()}
-    assert versions == {first["version"], second["version"]}
+    assert versions == {first.version, second.version}
 
 
 def test_without_a_champion_scoring_fails_clearly_and_writes_nothing(flow_env, s3):
@@ -105,18 +103,18 @@ def test_without_a_champion_scoring_fails_clearly_and_writes_nothing(flow_env, s
 def test_the_monthly_flow_scores_the_new_month_with_the_champion_before_training_on_it(
     flow_env, s3, tlc_site, monkeypatch
 ):
-    from flows.monthly import monthly_training
+    from flows.pipelines.monthly import monthly
 
     name, bucket = flow_env, f"data-{flow_env}"
     monkeypatch.setenv("TLC_BASE_URL", tlc_site[0])
     champion = train(train_path=JAN, val_path=FEB, promote=True)
 
-    result = monthly_training(today="2021-03")  # the newest month on the (local) TLC site: 2021-02
+    result = monthly(today="2021-03")  # the newest month on the (local) TLC site: 2021-02
 
     (frame,) = stored(s3, bucket, FEB_PREFIX).values()
     assert set(frame["model_version"]) == {champion["version"]}  # judged before any new model
-    assert int(result["version"]) > int(champion["version"])
-    run = MlflowClient().get_run(result["run_id"])
+    assert int(result.version) > int(champion["version"])
+    run = MlflowClient().get_run(result.run_id)
     assert run.data.params["val_uri"].endswith("green_tripdata_2021-02.parquet")
     assert run.data.params["train_uri"].endswith("green_tripdata_2021-01.parquet")
     assert mlflow.get_experiment_by_name(f"{name}-scoring") is not None
@@ -129,10 +127,10 @@ def test_the_monthly_flow_stops_at_once_when_no_month_is_published(flow_env, tlc
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
     from flows.errors import NothingPublished
-    from flows.monthly import monthly_training
+    from flows.pipelines.monthly import monthly
 
     monkeypatch.setenv("TLC_BASE_URL", tlc_site[0])  # holds 2021 and 2023 months only
-    state = monthly_training(today="2020-06", return_state=True)
+    state = monthly(today="2020-06", return_state=True)
 
     with pytest.raises(NothingPublished, match="no green month published in the 8 months before"):
         state.result()

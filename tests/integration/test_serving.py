@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import requests
 
-from flows.train import train
+from flows.pipelines.train import train
 from tests import servers
 from tests.paths import REPO_ROOT, TLC_DATA
 
@@ -86,7 +86,7 @@ def test_anonymous_calls_are_refused(model_server):
 def test_it_answers_as_the_champion_and_switches_without_a_failed_request(flow_env, model_server):
     name = flow_env
     first = train(train_path=JAN, val_path=FEB, params=WEAK, promote=True)
-    answer = wait_for_version(model_server, first["version"])
+    answer = wait_for_version(model_server, first.version)
     assert answer.status_code == 200 and answer.headers["x-model-name"] == name
 
     batch = records(20)
@@ -115,14 +115,14 @@ def test_it_answers_as_the_champion_and_switches_without_a_failed_request(flow_e
     client.start()
     try:
         second = train(train_path=JAN, val_path=FEB, promote=True)
-        assert second["champion"] is True
+        assert second.champion is True
         promoted_at = time.monotonic()
-        switched = wait_for_version(model_server, second["version"])
+        switched = wait_for_version(model_server, second.version)
         switch_s = time.monotonic() - promoted_at
     finally:
         stop.set()
         client.join()
-    assert switched.headers["x-model-version"] == second["version"] and switch_s < 30
+    assert switched.headers["x-model-version"] == second.version and switch_s < 30
     assert {status for status, _ in seen} == {200}, "a request failed during the switch"
-    assert {version for _, version in seen} <= {first["version"], second["version"]}
+    assert {version for _, version in seen} <= {first.version, second.version}
     assert len(seen) > 10

@@ -17,8 +17,8 @@ from mlflow import MlflowClient
 from prefect.client.orchestration import get_client
 
 from flows.errors import NotPromotable, TripDataError
-from flows.promote import promote
-from flows.train import train
+from flows.pipelines.promote import promote
+from flows.pipelines.train import train
 from tests.paths import REPO_ROOT, TLC_DATA
 
 pytestmark = pytest.mark.integration
@@ -31,15 +31,15 @@ def test_train_logs_registers_and_serves_from_raw_records(flow_env):
     name = flow_env
     result = train(train_path=JAN, val_path=FEB)
     client = MlflowClient()
-    run = client.get_run(result["run_id"])
+    run = client.get_run(result.run_id)
 
-    assert result["rmse"] < 6.10 and run.data.metrics["rmse"] == pytest.approx(result["rmse"])
+    assert result.rmse < 6.10 and run.data.metrics["rmse"] == pytest.approx(result.rmse)
     assert {"mae", "r2", "training_rows_kept", "validation_rows_kept"} <= set(run.data.metrics)
     assert run.data.params["train_uri"] == JAN and run.data.params["val_uri"] == FEB
     assert run.data.tags["prefect.flow_run_id"]
     sources = {json.loads(i.dataset.source)["uri"] for i in run.inputs.dataset_inputs}
     assert sources == {JAN, FEB}
-    plots = {a.path for a in client.list_artifacts(result["run_id"], "plots")}
+    plots = {a.path for a in client.list_artifacts(result.run_id, "plots")}
     assert plots == {
         "plots/feature_importance.png",
         "plots/predicted_vs_actual.png",
@@ -47,7 +47,7 @@ def test_train_logs_registers_and_serves_from_raw_records(flow_env):
     }
 
     version = client.get_model_version_by_alias(name, "challenger")
-    assert version.version == result["version"] and version.run_id == result["run_id"]
+    assert version.version == result.version and version.run_id == result.run_id
 
     raw = pd.read_parquet(FEB).head(50)  # straight from the file: no preprocessing here
     pyfunc = mlflow.pyfunc.load_model(f"models:/{name}@challenger")
@@ -72,7 +72,7 @@ def test_train_logs_registers_and_serves_from_raw_records(flow_env):
     assert json.loads(elsewhere.stdout.strip().splitlines()[-1]) == pytest.approx(
         from_pyfunc[:3].tolist(), rel=1e-6
     )
-    code = {a.path for a in client.list_artifacts(result["run_id"], "model/code/flows")}
+    code = {a.path for a in client.list_artifacts(result.run_id, "model/code/flows")}
     assert code == {f"model/code/flows/{m}" for m in ("__init__.py", "model.py", "features.py")}
 
 
@@ -88,7 +88,7 @@ def test_flow_run_leaves_a_report_linking_to_mlflow(flow_env):
             )
             return [a.data for a in found if run_id in (a.data or "")]
 
-    reports = asyncio.run(report_for(result["run_id"]))
+    reports = asyncio.run(report_for(result.run_id))
     assert len(reports) == 1 and "| rmse (min) |" in reports[0]
 
 
@@ -97,20 +97,20 @@ def test_promotion_both_ways(flow_env):
     name = flow_env
     client = MlflowClient()
     weak = train(train_path=JAN, val_path=FEB, params=WEAK, promote=True)
-    assert weak["champion"] is True and "no champion" in weak["promotion_reason"]
+    assert weak.champion is True and "no champion" in weak.promotion.reason
 
     strong = train(train_path=JAN, val_path=FEB, promote=True)
-    assert strong["champion"] is True
-    assert client.get_model_version_by_alias(name, "champion").version == strong["version"]
-    archived = client.get_model_version(name, weak["version"])
+    assert strong.champion is True
+    assert client.get_model_version_by_alias(name, "champion").version == strong.version
+    archived = client.get_model_version(name, weak.version)
     assert archived.tags["stage"] == "archived" and not archived.aliases
 
     worse = train(train_path=JAN, val_path=FEB, params=WEAK, promote=True)
-    assert worse["champion"] is False
-    assert client.get_model_version_by_alias(name, "champion").version == strong["version"]
-    rejected = client.get_model_version(name, worse["version"])
+    assert worse.champion is False
+    assert client.get_model_version_by_alias(name, "champion").version == strong.version
+    rejected = client.get_model_version(name, worse.version)
     assert rejected.tags["promotion.decision"] == "rejected"
-    assert rejected.tags["promotion.compared_with"] == strong["version"]
+    assert rejected.tags["promotion.compared_with"] == strong.version
     assert rejected.tags["promotion.failed"] == "rmse"
     # Every number and budget of the gate is on the version.
     for side in ("challenger", "champion"):
@@ -128,11 +128,11 @@ def test_a_challenger_over_a_budget_is_refused_naming_it(flow_env, monkeypatch):
     weak = train(train_path=JAN, val_path=FEB, params=WEAK, promote=True)
     monkeypatch.setenv("PROMOTION_MAX_P95_LATENCY_MS", "0.001")
     strong = train(train_path=JAN, val_path=FEB, promote=True)
-    assert strong["champion"] is False
-    assert "p95 latency" in strong["promotion_reason"]
-    assert "over the budget of 0.001 ms" in strong["promotion_reason"]
-    assert MlflowClient().get_model_version_by_alias(name, "champion").version == weak["version"]
-    refused = MlflowClient().get_model_version(name, strong["version"])
+    assert strong.champion is False
+    assert "p95 latency" in strong.promotion.reason
+    assert "over the budget of 0.001 ms" in strong.promotion.reason
+    assert MlflowClient().get_model_version_by_alias(name, "champion").version == weak.version
+    refused = MlflowClient().get_model_version(name, strong.version)
     assert refused.tags["promotion.failed"] == "p95_latency_ms"
     assert "Not promoted: p95 latency" in refused.description
 
@@ -167,7 +167,7 @@ def test_failed_run_is_never_promoted(flow_env):
     client.set_registered_model_alias(name, "challenger", bad.version)
     with pytest.raises(NotPromotable, match="FAILED"):
         promote()
-    assert client.get_model_version_by_alias(name, "champion").version == good["version"]
+    assert client.get_model_version_by_alias(name, "champion").version == good.version
 
 
 def test_bad_data_stops_the_flow_before_anything_is_registered(flow_env, tmp_path):
@@ -201,10 +201,10 @@ def test_months_are_fetched_once_into_the_bucket(flow_env, tlc_site, s3, monkeyp
     }
     second = train(train_month="2021-01", val_month="2021-02")
     assert fetched() == 2
-    assert MlflowClient().get_run(second["run_id"]).data.params["train_uri"] == (
+    assert MlflowClient().get_run(second.run_id).data.params["train_uri"] == (
         f"s3://{bucket}/tlc/green/green_tripdata_2021-01.parquet"
     )
-    assert first["rmse"] == pytest.approx(second["rmse"])
+    assert first.rmse == pytest.approx(second.rmse)
 
 
 def test_unpublished_month_fails_clearly(flow_env, tlc_site, monkeypatch):
@@ -215,7 +215,7 @@ def test_unpublished_month_fails_clearly(flow_env, tlc_site, monkeypatch):
 
 def test_a_missing_bucket_object_is_bad_input_not_an_outage(s3):
     """No retries for a key that is not there: the error names it at once."""
-    from flows.data import load_trips
+    from flows.resources.tlc_files import load_trips
 
     s3.client().create_bucket(Bucket="missing-objects")
     location = "s3://missing-objects/green_tripdata_2030-01.parquet"
@@ -224,7 +224,7 @@ def test_a_missing_bucket_object_is_bad_input_not_an_outage(s3):
 
 
 def test_readme_development_command_works_on_a_fresh_prefect_home(tracking, unique_name, tmp_path):
-    """`python -m flows.train --train ... --val ...` with no Prefect server and a new PREFECT_HOME.
+    """`python -m flows.cli train-here --train ... --val ...`: no Prefect server, new PREFECT_HOME.
 
     Prefect then starts a temporary server whose first start (new database, every migration)
     can outlast Prefect's default 20 s start-up timeout on a loaded machine. The timeout is set to
@@ -239,7 +239,7 @@ def test_readme_development_command_works_on_a_fresh_prefect_home(tracking, uniq
         "MLFLOW_EXPERIMENT_NAME": unique_name,
     }
     result = subprocess.run(
-        [sys.executable, "-m", "flows.train", "--train", JAN, "--val", FEB],
+        [sys.executable, "-m", "flows.cli", "train-here", "--train", JAN, "--val", FEB],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,

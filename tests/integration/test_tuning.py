@@ -6,7 +6,8 @@ import pytest
 from mlflow import MlflowClient
 
 from flows.errors import InvalidParameters
-from flows.tune import tune, tuning_split
+from flows.pipelines.tune import tune
+from flows.pipelines.tune_trial import tuning_split
 from tests.paths import TLC_DATA
 
 pytestmark = pytest.mark.integration
@@ -21,32 +22,32 @@ def test_tuning_leaves_a_parent_run_with_child_trials_and_a_challenger(flow_env,
     result = tune(train_path=JAN, val_path=FEB, trials=3, parallel=2, distribute=False)
 
     client = MlflowClient()
-    parent = client.get_run(result["tuning_run_id"])
+    parent = client.get_run(result.tuning_run_id)
     assert parent.info.status == "FINISHED"
-    assert parent.data.metrics["best_holdout_rmse"] == pytest.approx(result["best_holdout_rmse"])
+    assert parent.data.metrics["best_holdout_rmse"] == pytest.approx(result.best_holdout_rmse)
     children = client.search_runs(
         [parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
     )
     assert sorted(c.data.tags["tuning.trial"] for c in children) == ["0", "1", "2"]
     assert all(c.info.status == "FINISHED" for c in children)
     best = min(children, key=lambda c: c.data.metrics["holdout_rmse"])
-    assert best.data.metrics["holdout_rmse"] == pytest.approx(result["best_holdout_rmse"])
+    assert best.data.metrics["holdout_rmse"] == pytest.approx(result.best_holdout_rmse)
     # Trials read only the training month; the validation month is promotion's alone.
     assert all("val_uri" not in c.data.params for c in children)
     plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
     assert "plots/optimization_history.png" in plots
 
     # The best parameters, trained and put through the promotion gate.
-    trained = client.get_run(result["run_id"])
+    trained = client.get_run(result.run_id)
     assert trained.data.tags["tuning.run_id"] == parent.info.run_id
-    assert trained.data.params["max_depth"] == str(result["best_params"]["max_depth"])
+    assert trained.data.params["max_depth"] == str(result.best_params["max_depth"])
     assert trained.data.params["val_uri"] == FEB
-    version = client.get_model_version(name, result["version"])
+    version = client.get_model_version(name, result.version)
     assert version.tags["promotion.decision"] == "promoted"  # the first version
 
 
 def test_trials_are_scored_on_the_latest_pickups_of_the_training_month():
-    from flows.data import load_trips
+    from flows.resources.tlc_files import load_trips
 
     trips = load_trips(JAN).trips
     fit, holdout = tuning_split(trips)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flows.data import load_trips
 from flows.model import evaluate, train_model, trees_used
+from flows.resources.tlc_files import load_trips
 from tests.paths import TLC_DATA
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from flows.data import load_trips, upload_month_file
 from flows.errors import TripDataError
-from flows.tlc import bucket_key, file_name, months_before
+from flows.logic.months import bucket_key, file_name, months_before
+from flows.resources.tlc_files import load_trips, upload_month_file
 from tests.paths import TLC_DATA
 
 GOOD = TLC_DATA / "green_tripdata_2021-01.parquet"

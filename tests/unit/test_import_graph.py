@@ -1,14 +1,29 @@
-"""The flow modules import each other without a circle, lazily imported modules included."""
+"""The flows package's layers: who may import whom, no import circle, and light entry points.
+
+flows.model, flows.features, flows.logic   model and data logic: no Prefect, no adapters
+flows.resources                             adapters to MLflow, S3, Prefect's API, TLC's site
+flows.steps                                 Prefect tasks several pipelines share
+flows.pipelines                             the flows, one per file, named as their deployments
+flows.cli                                   the command line
+"""
 
 from __future__ import annotations
 
 import ast
 import graphlib
+import re
 from pathlib import Path
+
+import yaml
 
 from tests.paths import REPO_ROOT
 
 PACKAGE = "flows"
+# Model and data logic, and what it may import of the package.
+LOGIC = ("flows.model", "flows.features", "flows.logic")
+LOGIC_MAY_IMPORT = (*LOGIC, "flows.errors", "flows.names")
+# The outside world, which only adapters (and the tasks and flows above them) talk to.
+OUTSIDE = ("prefect", "mlflow.tracking", "mlflow.client", "boto3", "botocore", "requests")
 
 
 def guarded(node: ast.If) -> bool:
@@ -18,7 +33,8 @@ def guarded(node: ast.If) -> bool:
 
 
 def imported_modules(tree: ast.AST) -> set[str]:
-    """Modules of the package imported anywhere in ``tree`` except under the guards above."""
+    """Modules imported anywhere in ``tree`` except under the guards above; for
+    ``from flows.logic import plots``, the submodule ``flows.logic.plots`` too."""
     found: set[str] = set()
     stack = [tree]
     while stack:
@@ -27,44 +43,112 @@ def imported_modules(tree: ast.AST) -> set[str]:
             stack.extend(node.orelse)
             continue
         if isinstance(node, ast.ImportFrom) and node.module:
-            if node.module == PACKAGE:  # `from flows import plots`
-                found |= {f"{PACKAGE}.{alias.name}" for alias in node.names}
-            elif node.module.startswith(f"{PACKAGE}."):
-                found.add(node.module)
+            found.add(node.module)
+            found |= {
+                f"{node.module}.{alias.name}"
+                for alias in node.names
+                if is_package_module(f"{node.module}.{alias.name}")
+            }
         elif isinstance(node, ast.Import):
-            found |= {a.name for a in node.names if a.name.startswith(f"{PACKAGE}.")}
+            found |= {alias.name for alias in node.names}
         stack.extend(ast.iter_child_nodes(node))
     return found
 
 
+def is_package_module(name: str) -> bool:
+    """Whether ``name`` is a module or subpackage of this package."""
+    path = REPO_ROOT.joinpath(*name.split("."))
+    return name.startswith(PACKAGE) and (path.with_suffix(".py").is_file() or path.is_dir())
+
+
+def module_name(path: Path) -> str:
+    """``flows/logic/gate.py`` -> ``flows.logic.gate``; a package's ``__init__`` is the package."""
+    parts = path.relative_to(REPO_ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def package_sources() -> dict[str, ast.AST]:
+    """Each module of the package, subpackages included, parsed."""
+    return {
+        module_name(path): ast.parse(path.read_text())
+        for path in sorted((REPO_ROOT / PACKAGE).rglob("*.py"))
+    }
+
+
 def import_graph() -> dict[str, set[str]]:
     """Each module of the package and the modules of the package it imports."""
-    graph = {}
-    for path in sorted((REPO_ROOT / PACKAGE).glob("*.py")):
-        module = f"{PACKAGE}.{path.stem}" if path.stem != "__init__" else PACKAGE
-        graph[module] = imported_modules(ast.parse(Path(path).read_text()))
-    return graph
+    return {
+        module: {m for m in imported_modules(tree) if within(m, (PACKAGE,))}
+        for module, tree in package_sources().items()
+    }
+
+
+def within(module: str, layers: tuple[str, ...]) -> bool:
+    return any(module == layer or module.startswith(layer + ".") for layer in layers)
 
 
 def test_flow_modules_import_each_other_without_a_circle():
     graph = import_graph()
-    assert "flows.promote" in graph["flows.train"]  # the graph sees what it should
+    assert "flows.pipelines.promote" in graph["flows.pipelines.train"]  # the graph sees it
     order = list(graphlib.TopologicalSorter(graph).static_order())  # CycleError on a circle
     assert set(order) >= set(graph)
 
 
+def test_model_and_data_logic_import_neither_prefect_nor_the_adapters():
+    offenders = {}
+    for module, tree in package_sources().items():
+        if not within(module, LOGIC):
+            continue
+        imported = imported_modules(tree)
+        inside = {m for m in imported if within(m, (PACKAGE,)) and not within(m, LOGIC_MAY_IMPORT)}
+        outside = {m for m in imported if within(m, OUTSIDE)}
+        if inside or outside:
+            offenders[module] = sorted(inside | outside)
+    assert offenders == {}
+
+
+def test_lower_layers_never_import_higher_ones():
+    order = ["flows.resources", "flows.steps", "flows.pipelines", "flows.cli"]
+    for module, imports in import_graph().items():
+        for rank, layer in enumerate(order):
+            if within(module, (layer,)):
+                higher = tuple(order[rank + 1 :])
+                assert not [m for m in imports if within(m, higher)], (module, imports)
+
+
+def test_each_deployment_runs_a_flow_of_its_own_name_in_a_file_of_that_name():
+    """prefect.yaml's entry points: `flows/pipelines/<name>.py:<name>`, flow named as the
+    deployment; every file of flows/pipelines holds one flow."""
+    deployments = yaml.safe_load((REPO_ROOT / "prefect.yaml").read_text())["deployments"]
+    declared = set()
+    for deployment in deployments:
+        name, entrypoint = deployment["name"], deployment["entrypoint"]
+        snake = name.replace("-", "_")
+        assert entrypoint == f"flows/pipelines/{snake}.py:{snake}", entrypoint
+        source = (REPO_ROOT / entrypoint.split(":")[0]).read_text()
+        assert re.findall(r'@flow\(name="([\w-]+)"', source) == [name], entrypoint
+        declared.add(f"{snake}.py")
+    files = {p.name for p in (REPO_ROOT / "flows/pipelines").glob("*.py")} - {"__init__.py"}
+    assert files == declared
+
+
 def test_lazy_imports_count_and_guarded_ones_do_not():
     source = """
-from flows.registry import CHAMPION
+from flows.names import CHAMPION
 if TYPE_CHECKING:
-    from flows.data import TripData
+    from flows.logic.trips import TripData
 def task():
-    from flows import plots
+    from flows.logic import plots
     import flows.model
 if __name__ == "__main__":
     from flows.cli import main
 """
-    assert imported_modules(ast.parse(source)) == {"flows.registry", "flows.plots", "flows.model"}
+    assert imported_modules(ast.parse(source)) == {
+        "flows.names",
+        "flows.logic",
+        "flows.logic.plots",
+        "flows.model",
+    }
 
 
 def test_starting_a_flow_run_or_the_cli_imports_no_heavy_library():
@@ -73,7 +157,11 @@ def test_starting_a_flow_run_or_the_cli_imports_no_heavy_library():
     import subprocess
     import sys
 
-    modules = ["flows.cli", "flows.train", "flows.score", "flows.monitor", "flows.tune"]
+    modules = ["flows.cli.commands"] + [
+        f"flows.pipelines.{p.stem}"
+        for p in sorted((REPO_ROOT / "flows/pipelines").glob("*.py"))
+        if p.stem != "__init__"
+    ]
     heavy = ["pandas", "numpy", "mlflow", "xgboost", "evidently", "optuna", "matplotlib"]
     code = (
         f"import sys; import {', '.join(modules)}; "

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from flows.monitoring import (
+from flows.logic.monitoring import (
     DRIFT_SHARE,
     RMSE_INCREASE,
     Figures,
@@ -16,8 +16,8 @@ from flows.monitoring import (
     decide,
     drift_of,
     from_predictions,
-    month_step,
 )
+from flows.logic.months import month_index
 from tests.paths import REPO_ROOT
 
 THRESHOLDS = Thresholds(max_rmse_increase=0.10, max_drift_share=0.5)
@@ -96,7 +96,7 @@ def test_drift_is_read_from_evidentlys_results_for_distances_and_p_values():
 
 
 def test_months_become_ordered_steps():
-    assert month_step("2021-12") + 1 == month_step("2022-01")
+    assert month_index("2021-12") + 1 == month_index("2022-01")
 
 
 def test_stored_predictions_become_the_monitored_columns():
@@ -128,7 +128,7 @@ def test_stored_predictions_become_the_monitored_columns():
 
 
 def test_the_breach_event_is_the_one_the_trigger_and_the_notification_expect():
-    from flows.monitor import BREACH_EVENT
+    from flows.names import BREACH_EVENT
     from infra.prefect.automations import BREACH_EVENT as NOTIFIED
 
     deployments = yaml.safe_load(Path(REPO_ROOT / "prefect.yaml").read_text())["deployments"]

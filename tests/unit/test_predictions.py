@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from flows.errors import InvalidParameters
-from flows.predictions import ScoredBy, month_of, prediction_frame, prediction_key, ride_ids
-from flows.tlc import months_between
+from flows.logic.months import months_between
+from flows.logic.predictions import ScoredBy, month_of, prediction_frame, prediction_key, ride_ids
 
 V4 = ScoredBy("taxi-trip-duration", "4", "abc123")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from flows.gate import LATENCY, RMSE, SIZE, Budgets, Measurement, judge
+from flows.logic.gate import LATENCY, RMSE, SIZE, Budgets, Measurement, judge
 
 BUDGETS = Budgets(min_rmse_improvement=0.01, max_p95_latency_ms=20, max_model_size_mb=5)
 

@@ -9,7 +9,7 @@ import pytest
 from mlflow.types import ColSpec, DataType, Schema
 
 from flows.errors import PERMANENT_ERRORS, NothingPublished, SchemaMismatch
-from flows.signature import conform
+from flows.logic.signature import conform
 
 SOURCE = "s3://data/tlc/green/green_tripdata_2021-02.parquet"
 READER = "version 5 of taxi-trip-duration"

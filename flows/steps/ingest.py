@@ -7,19 +7,19 @@ from typing import TYPE_CHECKING
 from prefect import get_run_logger, task
 
 from flows.errors import InvalidParameters
-from flows.retry import IO_RETRIES
 from flows.settings import Settings
+from flows.steps.retry import IO_RETRIES
 
 if TYPE_CHECKING:
-    from flows.data import TripData
+    from flows.logic.trips import TripData
 
 
 @task(**IO_RETRIES)
 def locate_month(color: str, month: str) -> str:
     """The month's location: in the data store, fetched from TLC into it the first time."""
-    from flows.data import ensure_month_stored
-    from flows.store import data_store
-    from flows.tlc import official_url
+    from flows.logic.months import official_url
+    from flows.resources.store import data_store
+    from flows.resources.tlc_files import ensure_month_stored
 
     settings = Settings.from_env()
     store = data_store(settings)
@@ -31,9 +31,9 @@ def locate_month(color: str, month: str) -> str:
 @task(**IO_RETRIES)
 def load(location: str) -> TripData:
     """Read and validate one file; a TripDataError (bad data) is not retried."""
-    from flows.data import load_trips
-    from flows.s3 import s3_client
-    from flows.store import ProxyStore
+    from flows.resources.s3 import s3_client
+    from flows.resources.store import ProxyStore
+    from flows.resources.tlc_files import load_trips
 
     settings = Settings.from_env()
     needs_s3 = location.startswith("s3://")

@@ -11,15 +11,15 @@ from urllib.parse import urlparse
 
 from prefect import get_run_logger, task
 
-from flows.registry import DEPLOYMENT_ID_TAG, DEPLOYMENT_TAG, FLOW_RUN_NAME_TAG, FLOW_RUN_TAG
-from flows.retry import IO_RETRIES
+from flows.names import DEPLOYMENT_ID_TAG, DEPLOYMENT_TAG, FLOW_RUN_NAME_TAG, FLOW_RUN_TAG
 from flows.settings import Settings
+from flows.steps.retry import IO_RETRIES
 
 if TYPE_CHECKING:
     from mlflow.data.meta_dataset import MetaDataset
     from mlflow.entities import Run
 
-    from flows.data import TripData
+    from flows.logic.trips import TripData
 
 
 def prefect_tags() -> dict[str, str]:

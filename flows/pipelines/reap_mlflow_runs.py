@@ -12,8 +12,8 @@ from uuid import UUID
 
 from prefect import flow, get_run_logger, task
 
-from flows.registry import FAILURE_REASON_TAG, FLOW_RUN_TAG
-from flows.retry import IO_RETRIES
+from flows.names import FAILURE_REASON_TAG, FLOW_RUN_TAG
+from flows.steps.retry import IO_RETRIES
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
@@ -56,8 +56,8 @@ def fail_run(run_id: str, reason: str) -> None:
     client.set_terminated(run_id, status="FAILED")
 
 
-@flow(name="fail-orphaned-mlflow-runs", log_prints=True)
-def fail_orphaned_mlflow_runs() -> list[str]:
+@flow(name="reap-mlflow-runs", log_prints=True)
+def reap_mlflow_runs() -> list[str]:
     """Mark FAILED each RUNNING MLflow run whose flow run has ended; return their ids."""
     logger = get_run_logger()
     failed = []

@@ -6,13 +6,13 @@ import os
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Any
 
 from prefect import flow, get_run_logger, task
 
-from flows.retry import IO_RETRIES
+from flows.logic.results import PlatformCheckResult
+from flows.resources.store import data_store
 from flows.settings import Settings
-from flows.store import data_store
+from flows.steps.retry import IO_RETRIES
 
 
 @task(**IO_RETRIES)
@@ -58,7 +58,7 @@ def round_trip_data_store() -> int | None:
 
 
 @flow(name="platform-check", log_prints=True)
-def platform_check(experiment_name: str = "platform-check") -> dict[str, Any]:
+def platform_check(experiment_name: str = "platform-check") -> PlatformCheckResult:
     """Reach MLflow (tracking and artifact proxy) and the data store from where the flow runs."""
     import mlflow
 
@@ -66,11 +66,11 @@ def platform_check(experiment_name: str = "platform-check") -> dict[str, Any]:
     run_id = log_probe_run(experiment_name)
     artifact_text = read_probe_artifact(run_id)
     store_bytes = round_trip_data_store()
-    result = {
-        "tracking_uri": mlflow.get_tracking_uri(),
-        "run_id": run_id,
-        "artifact_text": artifact_text.strip(),
-        "data_store_bytes": store_bytes,
-    }
+    result = PlatformCheckResult(
+        tracking_uri=mlflow.get_tracking_uri(),
+        run_id=run_id,
+        artifact_text=artifact_text.strip(),
+        data_store_bytes=store_bytes,
+    )
     logger.info("platform check passed: %s", result)
     return result

@@ -35,10 +35,16 @@ def bucket_key(color: str, month: str) -> str:
     return f"tlc/{color}/{file_name(color, month)}"
 
 
+def month_index(month: str) -> int:
+    """Months since year 0 (``2021-01`` -> 24252): month arithmetic, and MLflow's step for a
+    month, so charts put months in order."""
+    year, number = map(int, month.split("-"))
+    return year * 12 + number - 1
+
+
 def months_before(month: str, count: int) -> list[str]:
     """``count`` months ending with ``month`` itself, newest first (``YYYY-MM``)."""
-    year, number = map(int, month.split("-"))
-    index = year * 12 + number - 1
+    index = month_index(month)
     return [f"{i // 12:04d}-{i % 12 + 1:02d}" for i in range(index, index - count, -1)]
 
 
@@ -46,7 +52,4 @@ def months_between(first: str, last: str) -> list[str]:
     """Every month from ``first`` to ``last`` included, oldest first (``YYYY-MM``)."""
     if checked_month(last) < checked_month(first):
         raise InvalidParameters(f"{last} is before {first}")
-    year, number = map(int, last.split("-"))
-    first_year, first_number = map(int, first.split("-"))
-    count = (year * 12 + number) - (first_year * 12 + first_number) + 1
-    return months_before(last, count)[::-1]
+    return months_before(last, month_index(last) - month_index(first) + 1)[::-1]

@@ -9,7 +9,7 @@ from urllib.parse import urlparse
 import numpy as np
 import pandas as pd
 
-from flows.tlc import FILE_NAME
+from flows.logic.months import FILE_NAME
 
 PREFIX = "predictions"
 

@@ -4,17 +4,17 @@ months and promote if the new model is better."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 from prefect import flow, get_run_logger, task
 
 from flows.errors import NothingPublished
-from flows.registry import CHAMPION
-from flows.retry import IO_RETRIES
-from flows.score import score
+from flows.logic.months import bucket_key, months_before, official_url
+from flows.logic.results import TrainResult
+from flows.names import CHAMPION
+from flows.pipelines.score import score
+from flows.pipelines.train import train
 from flows.settings import Settings
-from flows.tlc import bucket_key, months_before, official_url
-from flows.train import train
+from flows.steps.retry import IO_RETRIES
 
 # TLC publishes a month about two months after it ends; look back far enough for late releases.
 LOOKBACK_MONTHS = 8
@@ -23,8 +23,8 @@ LOOKBACK_MONTHS = 8
 @task(**IO_RETRIES)
 def newest_available_month(color: str, today: str) -> str:
     """The newest month before ``today`` (YYYY-MM) that is in the data store or published."""
-    from flows.data import is_published
-    from flows.store import data_store
+    from flows.resources.store import data_store
+    from flows.resources.tlc_files import is_published
 
     settings = Settings.from_env()
     store = data_store(settings)
@@ -43,13 +43,13 @@ def has_champion(model_name: str) -> bool:
     """Whether the model has a champion to score with."""
     from mlflow import MlflowClient
 
-    from flows.registry import version_by_alias
+    from flows.resources.registry import version_by_alias
 
     return version_by_alias(MlflowClient(), model_name, CHAMPION) is not None
 
 
-@flow(name="monthly-training", log_prints=True)
-def monthly_training(color: str = "green", today: str | None = None) -> dict[str, Any]:
+@flow(name="monthly", log_prints=True)
+def monthly(color: str = "green", today: str | None = None) -> TrainResult:
     """Score the newest available month with the champion, then validate on it, train on the
     one before it, and promote."""
     current = today or datetime.now(UTC).strftime("%Y-%m")

@@ -4,43 +4,27 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from prefect import flow, get_run_logger, task
 
 from flows.errors import NotPromotable
-from flows.months import load, month_or_path
-from flows.registry import CHALLENGER, CHAMPION, PROMOTION_TAG_PREFIX, load_version
-from flows.retry import IO_RETRIES
+from flows.logic.results import PromotionResult
+from flows.names import CHALLENGER, CHAMPION, PROMOTION_TAG_PREFIX
+from flows.resources.registry import load_version
 from flows.settings import Settings
+from flows.steps.ingest import load, month_or_path
+from flows.steps.reporting import publish_report
+from flows.steps.retry import IO_RETRIES
 
 if TYPE_CHECKING:
     import pandas as pd
     from mlflow.entities import Run
     from mlflow.entities.model_registry import ModelVersion
 
-    from flows.data import TripData
-    from flows.gate import Measurement
-
-
-@dataclass(frozen=True)
-class PromotionResult:
-    """What the promotion flow decided, and on which numbers."""
-
-    model_name: str
-    promoted: bool
-    reason: str
-    challenger_version: str | None
-    champion_version: str | None
-    challenger_rmse: float | None
-    champion_rmse: float | None
-    val_uri: str | None
-    # rmse, p95_latency_ms and model_size_mb of each, the budgets, and the checks that failed.
-    challenger: dict[str, float] | None = None
-    champion: dict[str, float] | None = None
-    budgets: dict[str, float] | None = None
-    failed: tuple[str, ...] = ()
+    from flows.logic.gate import Budgets, Measurement, Verdict
+    from flows.logic.trips import TripData
 
 
 @task(**IO_RETRIES)
@@ -48,7 +32,7 @@ def aliased_versions(model_name: str) -> tuple[ModelVersion | None, ModelVersion
     """The versions behind `challenger` and `champion`."""
     from mlflow import MlflowClient
 
-    from flows.registry import version_by_alias
+    from flows.resources.registry import version_by_alias
 
     client = MlflowClient()
     return (
@@ -112,9 +96,9 @@ def p95_latency_ms(model: Any, records: pd.DataFrame) -> float:
 def measure(model_name: str, version: ModelVersion, val: TripData) -> Measurement:
     """Download the registered version, score it on the raw validation records, time one-record
     predictions and weigh its files."""
-    from flows.gate import Measurement
+    from flows.logic.gate import Measurement
+    from flows.logic.signature import conform, predict_raw
     from flows.model import evaluate
-    from flows.signature import conform, predict_raw
 
     model, size_mb = load_version(model_name, version.version)
     reader = f"version {version.version} of {model_name}"
@@ -151,7 +135,7 @@ def record(
     """Apply the decision in the registry and leave its numbers on the challenger version."""
     from mlflow import MlflowClient
 
-    from flows.registry import crown
+    from flows.resources.registry import crown
 
     client = MlflowClient()
     for key, value in version_tags(result).items():
@@ -171,39 +155,32 @@ def trained_on_note(val_location: str, runs: dict[str, Run]) -> str:
     return f" (warning: v{', v'.join(seen)} trained on this data)" if seen else ""
 
 
-def report_markdown(result: PromotionResult) -> str:
-    """The Prefect report of a promotion decision: each check, both versions, the budget."""
-    from flows.gate import LATENCY, RMSE, SIZE
-
-    verdict = "promoted to champion" if result.promoted else "not promoted"
-    budgets = result.budgets or {}
-    rows = [
-        (RMSE, "rmse (min)", f"{budgets.get('min_rmse_improvement', 0):.1%} below champion"),
-        (LATENCY, "p95 latency, one record (ms)", f"<= {budgets.get('max_p95_latency_ms', 0):g}"),
-        (SIZE, "model size (MB)", f"<= {budgets.get('max_model_size_mb', 0):g}"),
-    ]
-
-    def fmt(numbers: dict[str, float] | None, metric: str) -> str:
-        return "-" if not numbers or metric not in numbers else f"{numbers[metric]:.4f}"
-
-    lines = [
-        f"# `{result.model_name}`: challenger v{result.challenger_version} {verdict}",
-        "",
-        f"Reason: {result.reason}. Both scored on `{result.val_uri}`.",
-        "",
-        f"| check | challenger v{result.challenger_version} | "
-        f"champion v{result.champion_version or '-'} | budget | passed |",
-        "| --- | ---: | ---: | --- | --- |",
-    ]
-    for metric, label, budget in rows:
-        passed = "no" if metric in result.failed else "yes"
-        if metric == RMSE and result.champion is None:
-            budget, passed = "no champion to beat", "yes"
-        lines.append(
-            f"| {label} | {fmt(result.challenger, metric)} | {fmt(result.champion, metric)} | "
-            f"{budget} | {passed} |"
-        )
-    return "\n".join(lines)
+def decision(
+    model_name: str,
+    verdict: Verdict,
+    budgets: Budgets,
+    val_location: str,
+    compared: dict[str, Run],
+    challenger: Measurement,
+    champion: Measurement | None,
+) -> PromotionResult:
+    """The promotion's result: the verdict, both versions' numbers (``compared``: challenger,
+    then champion, by version) and the budgets they were held to."""
+    versions = list(compared)
+    return PromotionResult(
+        model_name=model_name,
+        promoted=verdict.promote,
+        reason=verdict.reason + trained_on_note(val_location, compared),
+        challenger_version=versions[0],
+        champion_version=versions[1] if len(versions) > 1 else None,
+        challenger_rmse=challenger.rmse,
+        champion_rmse=champion.rmse if champion else None,
+        val_uri=val_location,
+        challenger=challenger.metrics(),
+        champion=champion.metrics() if champion else None,
+        budgets=asdict(budgets),
+        failed=verdict.failed,
+    )
 
 
 @flow(name="promote", log_prints=True)
@@ -212,12 +189,11 @@ def promote(
     color: str = "green",
     val_month: str | None = None,
     val_path: str | None = None,
-) -> dict[str, Any]:
+) -> PromotionResult:
     """Measure `challenger` and `champion` on one validation month; promote only when the
     challenger passes the gate (rmse margin, latency and size budgets)."""
-    from prefect.artifacts import create_markdown_artifact
-
-    from flows.gate import judge
+    from flows.logic.gate import judge
+    from flows.logic.reports import promotion_report
 
     settings = Settings.from_env()
     name = model_name or settings.model_name
@@ -225,10 +201,9 @@ def promote(
     if challenger is None:
         get_run_logger().info("%s has no %s: nothing to decide", name, CHALLENGER)
         champion_version = str(champion.version) if champion else None
-        nothing = PromotionResult(
+        return PromotionResult(
             name, False, f"no {CHALLENGER}", None, champion_version, None, None, None
         )
-        return asdict(nothing)
     challenger_run = check_promotable(challenger)
     if val_month or val_path:
         val_location = month_or_path(color, val_month, val_path, "val")
@@ -246,26 +221,12 @@ def promote(
     compared = {str(challenger.version): challenger_run}
     if champion:
         compared[str(champion.version)] = training_run(champion)
-    result = PromotionResult(
-        model_name=name,
-        promoted=verdict.promote,
-        reason=verdict.reason + trained_on_note(val_location, compared),
-        challenger_version=str(challenger.version),
-        champion_version=str(champion.version) if champion else None,
-        challenger_rmse=challenger_numbers.rmse,
-        champion_rmse=champion_numbers.rmse if champion_numbers else None,
-        val_uri=val_location,
-        challenger=challenger_numbers.metrics(),
-        champion=champion_numbers.metrics() if champion_numbers else None,
-        budgets=asdict(budgets),
-        failed=verdict.failed,
-    )
+    numbers = (challenger_numbers, champion_numbers)
+    result = decision(name, verdict, budgets, val_location, compared, *numbers)
     record(result, challenger, champion)
-    create_markdown_artifact(
-        report_markdown(result), key="promotion-report", description=f"{name}: {verdict.reason}"
-    )
+    publish_report("promotion-report", promotion_report(result), f"{name}: {verdict.reason}")
     print(
         f"{name} v{challenger.version}: {'promoted' if verdict.promote else 'kept out'} "
         f"({verdict.reason})"
     )
-    return asdict(result)
+    return result

@@ -1,74 +1,29 @@
-"""TLC trip-record files: reading one from anywhere, validating it, storing a month once."""
+"""TLC trip-record files where they live: a path, the data store, S3, TLC's site; read once,
+validated, stored once."""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import logging
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 import requests
 
 from flows.errors import TripDataError
-from flows.features import (
-    DROPOFF,
-    LOCATION_IDS,
-    MAX_DURATION_MIN,
-    MIN_DURATION_MIN,
-    PICKUP,
-    add_duration,
-    filter_duration,
-    normalize_columns,
-)
-from flows.s3 import MISSING_BUCKET, error_code, is_missing
-from flows.tlc import FILE_NAME, bucket_key, file_name, official_url
+from flows.logic.months import FILE_NAME, bucket_key, file_name, official_url
+from flows.logic.trips import TripData, read_parquet, validate_trips
+from flows.resources.s3 import MISSING_BUCKET, error_code, is_missing
 
 if TYPE_CHECKING:
-    from flows.store import DataStore, ProxyStore
+    from flows.resources.store import DataStore, ProxyStore
 
 DOWNLOAD_CHUNK = 1 << 20
-# A trip's row in its file, kept through filtering: TLC records carry no id of their own.
-ROW_COLUMN = "row_in_file"
-# The types every validated month has, and so every model's signature (inferred from them): TLC
-# stores zones as int64 up to 2023-01 and as int32 from 2023-02 on, and a signature inferred from
-# one of those would refuse the other. Timestamps keep the microseconds TLC's files store.
-CANONICAL_DTYPES = {
-    "PULocationID": "int64",
-    "DOLocationID": "int64",
-    "trip_distance": "float64",
-    PICKUP: "datetime64[us]",
-    DROPOFF: "datetime64[us]",
-}
 # A flow's logger (Prefect's run logger is an adapter) or a plain one.
 Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
-
-
-@dataclass(frozen=True)
-class TripData:
-    """Validated trips of one file, with the numbers worth logging about it."""
-
-    source: str
-    trips: pd.DataFrame
-    rows_read: int
-    timestamp_prefix: str = "lpep_"
-    digest: str = ""  # sha256 of the file's bytes: which copy of a month a model saw
-
-    @property
-    def rows_kept(self) -> int:
-        return len(self.trips)
-
-    def as_raw(self) -> pd.DataFrame:
-        """The kept trips under the file's own column names (what a served model receives)."""
-        prefix = self.timestamp_prefix
-        return self.trips.rename(columns={PICKUP: prefix + PICKUP, DROPOFF: prefix + DROPOFF})
 
 
 def read_bytes(location: str, s3: Any = None, proxy: ProxyStore | None = None) -> bytes:
@@ -107,81 +62,6 @@ def read_object(s3: Any, location: str) -> bytes:
     return body
 
 
-def read_parquet(location: str, data: bytes) -> pd.DataFrame:
-    """Parse parquet bytes, turning any parse failure into a TripDataError naming ``location``."""
-    if len(data) == 0:
-        raise TripDataError(location, "file is empty (0 bytes)")
-    try:
-        table = pq.read_table(io.BytesIO(data))
-    except (pa.ArrowException, OSError, ValueError) as error:
-        raise TripDataError(location, f"not a readable parquet file ({error})") from error
-    return table.to_pandas()
-
-
-def validate_trips(raw: pd.DataFrame, source: str) -> TripData:
-    """Check columns, types and values; return the trips with a 1-60 min duration."""
-    trips = normalize_columns(raw)
-    prefix = next((c[: -len(PICKUP)] for c in raw.columns if str(c).endswith(PICKUP)), "lpep_")
-    required = [PICKUP, DROPOFF, "PULocationID", "DOLocationID", "trip_distance"]
-    missing = [name for name in required if name not in trips.columns]
-    if missing:
-        shown = ", ".join(map(str, raw.columns[:25]))
-        raise TripDataError(
-            source,
-            f"missing required columns {missing} (expected lpep_/tpep_ pickup and dropoff "
-            f"timestamps, PULocationID, DOLocationID, trip_distance; found: {shown})",
-        )
-    for name in (PICKUP, DROPOFF):
-        if not pd.api.types.is_datetime64_any_dtype(trips[name]):
-            raise TripDataError(
-                source, f"column {name} has type {trips[name].dtype}, expected a timestamp"
-            )
-    for name in ("PULocationID", "DOLocationID", "trip_distance"):
-        if not pd.api.types.is_numeric_dtype(trips[name]) or pd.api.types.is_bool_dtype(
-            trips[name]
-        ):
-            raise TripDataError(
-                source, f"column {name} has type {trips[name].dtype}, expected a number"
-            )
-    if trips.empty:
-        raise TripDataError(source, "has no rows")
-    for name in ("PULocationID", "DOLocationID"):
-        nulls = int(trips[name].isna().sum())
-        if nulls:
-            raise TripDataError(source, f"{nulls} of {len(trips)} rows have no {name}")
-        outside = int((~trips[name].isin(LOCATION_IDS)).sum())
-        if outside:
-            raise TripDataError(
-                source,
-                f"{outside} of {len(trips)} rows have a {name} outside the TLC zones "
-                f"{LOCATION_IDS[0]}-{LOCATION_IDS[-1]}",
-            )
-    trips = with_canonical_types(trips)
-    trips[ROW_COLUMN] = range(len(trips))
-    kept = filter_duration(add_duration(trips))
-    kept = kept.loc[kept["trip_distance"].notna()].reset_index(drop=True)
-    if kept.empty:
-        raise TripDataError(
-            source,
-            f"none of its {len(trips)} trips lasts {MIN_DURATION_MIN:g}-"
-            f"{MAX_DURATION_MIN:g} minutes (with a trip_distance)",
-        )
-    return TripData(source=source, trips=kept, rows_read=len(trips), timestamp_prefix=prefix)
-
-
-def with_canonical_types(trips: pd.DataFrame) -> pd.DataFrame:
-    """The checked columns in one set of types, whatever the file stores (zones and distance must
-    already be numbers, zones without nulls and within 1-265)."""
-    times = (PICKUP, DROPOFF)
-    converted = {n: trips[n].astype(t) for n, t in CANONICAL_DTYPES.items() if n not in times}
-    for name in times:
-        column = trips[name]
-        if isinstance(column.dtype, pd.DatetimeTZDtype):  # TLC's times are New York wall times
-            column = column.dt.tz_localize(None)
-        converted[name] = column.astype(CANONICAL_DTYPES[name])
-    return trips.assign(**converted)
-
-
 def load_trips(location: str, s3: Any = None, proxy: ProxyStore | None = None) -> TripData:
     """Read and validate one trip-record file from wherever it lives."""
     data = read_bytes(location, s3, proxy)
@@ -215,7 +95,7 @@ def ensure_month_stored(
 ) -> str:
     """The month's location in the data store, downloading it there the first time (or TLC's
     own URL when this account may only read the store)."""
-    from flows.store import ReadOnlyStore
+    from flows.resources.store import ReadOnlyStore
 
     key = bucket_key(color, month)
     if store.exists(key):

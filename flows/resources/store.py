@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
-from flows.s3 import MISSING_OBJECT, error_code, s3_client
+from flows.resources.s3 import MISSING_OBJECT, error_code, s3_client
 from flows.settings import Settings
 
 
@@ -20,7 +20,7 @@ class DataStore(Protocol):
     """The few operations the flows need from the data bucket."""
 
     def uri(self, key: str) -> str:
-        """The location of ``key`` that ``flows.data.load_trips`` reads."""
+        """The location of ``key`` that ``flows.resources.tlc_files.load_trips`` reads."""
 
     def exists(self, key: str) -> bool:
         """True when ``key`` is stored."""

@@ -2,7 +2,7 @@
 
 Months differ in how TLC stores a column (zones are int64 up to 2023-01, int32 since), and MLflow's
 schema enforcement refuses every narrowing cast. Versions logged before the types were made
-canonical (flows/data.py) carry the types of the month that validated them; this hands each
+canonical (flows/logic/trips.py) carry the types of the month that validated them; this hands each
 version its columns in those types wherever every value survives the cast, and otherwise stops with
 one line naming the file, the column and both types.
 """

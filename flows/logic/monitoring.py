@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from flows.features import pickup_column, pickup_hour
+
 REFERENCE_ARTIFACT = "reference/reference.parquet"
 REFERENCE_ROWS = 20_000
 # The columns monitored for drift: the model's inputs (pickup time as its hour) and its output.
@@ -103,22 +105,15 @@ def decide(figures: Figures, thresholds: Thresholds) -> Decision:
     return Decision(tuple(breaches))
 
 
-def month_step(month: str) -> int:
-    """A month as an MLflow step (months since year 0), so charts put months in order."""
-    year, number = map(int, month.split("-"))
-    return year * 12 + number - 1
-
-
 def monitored_frame(inputs: pd.DataFrame, actual: pd.Series, predicted: Any) -> pd.DataFrame:
     """The columns monitoring compares, from raw inputs, actual and predicted minutes."""
-    pickup = next(c for c in inputs.columns if str(c).endswith("pickup_datetime"))
-    times = pd.to_datetime(inputs[pickup])
+    times = pd.to_datetime(inputs[pickup_column(inputs)])
     return pd.DataFrame(
         {
             "PULocationID": inputs["PULocationID"].astype("int64").to_numpy(),
             "DOLocationID": inputs["DOLocationID"].astype("int64").to_numpy(),
             "trip_distance": inputs["trip_distance"].astype("float64").to_numpy(),
-            "pickup_hour": (times.dt.hour + times.dt.minute / 60).to_numpy(),
+            "pickup_hour": pickup_hour(times).to_numpy(),
             "actual": np.asarray(actual, dtype="float64"),
             "prediction": np.asarray(predicted, dtype="float64"),
         }
@@ -126,7 +121,7 @@ def monitored_frame(inputs: pd.DataFrame, actual: pd.Series, predicted: Any) -> 
 
 
 def from_predictions(frame: pd.DataFrame) -> pd.DataFrame:
-    """The monitored columns of a stored predictions object (flows/predictions.py)."""
+    """The monitored columns of a stored predictions object (flows/logic/predictions.py)."""
     inputs = frame.drop(columns=["actual_duration", "predicted_duration"])
     return monitored_frame(inputs, frame["actual_duration"], frame["predicted_duration"])
 

@@ -7,14 +7,14 @@ from typing import TYPE_CHECKING
 from prefect import task
 
 from flows.errors import InvalidParameters, MissingModel
-from flows.retry import IO_RETRIES
 from flows.settings import Settings
+from flows.steps.retry import IO_RETRIES
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from flows.data import TripData
-    from flows.predictions import ScoredBy
+    from flows.logic.predictions import ScoredBy
+    from flows.logic.trips import TripData
 
 
 @task(**IO_RETRIES)
@@ -22,8 +22,8 @@ def resolve_alias(model_name: str, alias: str) -> ScoredBy:
     """The version behind ``alias`` now; the whole run uses it even if the alias moves."""
     from mlflow import MlflowClient
 
-    from flows.predictions import ScoredBy
-    from flows.registry import version_by_alias
+    from flows.logic.predictions import ScoredBy
+    from flows.resources.registry import version_by_alias
 
     version = version_by_alias(MlflowClient(), model_name, alias)
     if version is None:
@@ -39,9 +39,9 @@ def predict(scored_by: ScoredBy, data: TripData) -> pd.DataFrame:
     """Load the version as pyfunc and predict every kept trip from its raw records."""
     import mlflow
 
-    from flows.data import ROW_COLUMN
-    from flows.predictions import prediction_frame
-    from flows.signature import predict_raw
+    from flows.logic.predictions import prediction_frame
+    from flows.logic.signature import predict_raw
+    from flows.logic.trips import ROW_COLUMN
 
     model = mlflow.pyfunc.load_model(f"models:/{scored_by.model_name}/{scored_by.version}")
     raw = data.as_raw()
@@ -55,8 +55,8 @@ def predict(scored_by: ScoredBy, data: TripData) -> pd.DataFrame:
 @task(**IO_RETRIES)
 def write_predictions(frame: pd.DataFrame, source: str, scored_by: ScoredBy) -> str:
     """Store the predictions in the data store (replacing this month and version's); the URI."""
-    from flows.predictions import prediction_key, to_parquet_bytes
-    from flows.store import data_store
+    from flows.logic.predictions import prediction_key, to_parquet_bytes
+    from flows.resources.store import data_store
 
     store = data_store(Settings.from_env())
     if store is None:
@@ -71,7 +71,7 @@ def version_by_number(model_name: str, version: str) -> ScoredBy:
     """A version named by its number."""
     from mlflow import MlflowClient
 
-    from flows.predictions import ScoredBy
+    from flows.logic.predictions import ScoredBy
 
     found = MlflowClient().get_model_version(model_name, version)
     return ScoredBy(model_name, str(found.version), str(found.run_id or ""))
@@ -84,11 +84,24 @@ def read_predictions(source: str, scored_by: ScoredBy) -> pd.DataFrame | None:
 
     import pandas as pd
 
-    from flows.predictions import prediction_key
-    from flows.store import data_store
+    from flows.logic.predictions import prediction_key
+    from flows.resources.store import data_store
 
     store = data_store(Settings.from_env())
     key = prediction_key(source, scored_by)
     if store is None or not store.exists(key):
         return None
     return pd.read_parquet(io.BytesIO(store.read_bytes(key)))
+
+
+@task(**IO_RETRIES)
+def has_reference(scored_by: ScoredBy) -> bool:
+    """Whether the version's training run logged a monitoring reference (versions trained before
+    monitoring existed did not)."""
+    from mlflow import MlflowClient
+
+    from flows.logic.monitoring import REFERENCE_ARTIFACT
+
+    folder = REFERENCE_ARTIFACT.rsplit("/", 1)[0]
+    listed = {a.path for a in MlflowClient().list_artifacts(scored_by.run_id, folder)}
+    return REFERENCE_ARTIFACT in listed

@@ -7,33 +7,34 @@ flow-run process reaches Running, and `prefect deploy` reads this module, withou
 from __future__ import annotations
 
 import shutil
-import sys
 import tempfile
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.months import load, month_or_path
-from flows.promote import promote as promote_flow
-from flows.registry import CHALLENGER
-from flows.retry import IO_RETRIES
+from flows.logic.results import TrainResult
+from flows.names import CHALLENGER
+from flows.pipelines.promote import promote as promote_flow
 from flows.settings import Settings
-from flows.tracking import dataset_reference, failed_if_raises, open_run, run_url
+from flows.steps.ingest import load, month_or_path
+from flows.steps.reporting import publish_report
+from flows.steps.retry import IO_RETRIES
+from flows.steps.tracking import dataset_reference, failed_if_raises, open_run, run_url
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-    from flows.data import TripData
+    from flows.logic.trips import TripData
     from flows.model import TripDurationRegressor
 
-FLOWS_DIR = Path(__file__).resolve().parent
+# The `flows` package: what a version logs of it is the model (flows/model.py) and its features.
+FLOWS_DIR = Path(__file__).resolve().parents[1]
 # What loading the model imports (its class and the features it builds): logged with it, so any
 # MLflow client or server can load it without this repository.
 MODEL_MODULES = ("__init__.py", "model.py", "features.py")
@@ -41,16 +42,11 @@ SERVING_PACKAGES = ("mlflow", "xgboost", "pandas", "numpy", "scikit-learn", "pya
 
 
 @dataclass(frozen=True)
-class TrainResult:
-    """What a training run produced."""
+class LoggedRun:
+    """Where a training run's model was logged."""
 
     run_id: str
     experiment_id: str
-    rmse: float
-    mae: float
-    r2: float
-    model_name: str
-    version: str
     model_uri: str
     run_url: str
 
@@ -89,7 +85,7 @@ def log_plots(model: TripDurationRegressor, predicted: np.ndarray, actual: pd.Se
     """The three pictures of a trained model, as PNG artifacts of the active run."""
     import mlflow
 
-    from flows import plots
+    from flows.logic import plots
 
     for figure, name in (
         (plots.feature_importance(model), "feature_importance.png"),
@@ -106,7 +102,7 @@ def log_reference(model: TripDurationRegressor, train: TripData) -> None:
     import mlflow
 
     from flows.features import model_input_columns
-    from flows.monitoring import REFERENCE_ARTIFACT, REFERENCE_ROWS, monitored_frame
+    from flows.logic.monitoring import REFERENCE_ARTIFACT, REFERENCE_ROWS, monitored_frame
 
     sample = train.trips.sample(n=min(REFERENCE_ROWS, train.rows_kept), random_state=0)
     raw = train.as_raw().loc[sample.index]
@@ -166,7 +162,7 @@ def log_run(
     predicted: np.ndarray,
     metrics: dict[str, float],
     params: dict[str, Any],
-) -> dict[str, str]:
+) -> LoggedRun:
     """Log params, data, metrics, pictures and the model to the run; FINISHED when all is in.
 
     Safe to retry after an outage: a retry resumes the same run and rewrites the same params,
@@ -194,46 +190,17 @@ def log_run(
         log_plots(model, predicted, val.trips["duration"])
         log_reference(model, train)
         model_uri = log_model(model, val)
-    return {
-        "run_id": run.info.run_id,
-        "experiment_id": run.info.experiment_id,
-        "model_uri": model_uri,
-        "run_url": run_url(run),
-    }
+    return LoggedRun(run.info.run_id, run.info.experiment_id, model_uri, run_url(run))
 
 
 @task(**IO_RETRIES)
-def register(logged: dict[str, str], rmse: float, model_name: str) -> str:
+def register(logged: LoggedRun, rmse: float, model_name: str) -> str:
     """Register the logged model as the new challenger; return its version."""
     from mlflow import MlflowClient
 
-    from flows.registry import challenger_from_run
+    from flows.resources.registry import challenger_from_run
 
-    return challenger_from_run(
-        MlflowClient(), model_name, logged["run_id"], logged["model_uri"], rmse
-    )
-
-
-def report_markdown(result: TrainResult, train: TripData, val: TripData) -> str:
-    """The Prefect report of a training run."""
-    return "\n".join(
-        [
-            f"# Trained `{result.model_name}` version {result.version} ({CHALLENGER})",
-            "",
-            "| metric | validation |",
-            "| --- | ---: |",
-            f"| rmse (min) | {result.rmse:.3f} |",
-            f"| mae (min) | {result.mae:.3f} |",
-            f"| r2 | {result.r2:.3f} |",
-            "",
-            "| data | uri | rows read | rows kept |",
-            "| --- | --- | ---: | ---: |",
-            f"| train | `{train.source}` | {train.rows_read} | {train.rows_kept} |",
-            f"| validation | `{val.source}` | {val.rows_read} | {val.rows_kept} |",
-            "",
-            f"MLflow run: [{result.run_id}]({result.run_url})",
-        ]
-    )
+    return challenger_from_run(MlflowClient(), model_name, logged.run_id, logged.model_uri, rmse)
 
 
 def chosen_params(overrides: dict[str, Any] | None) -> dict[str, Any]:
@@ -254,7 +221,7 @@ def train(
     model_name: str | None = None,
     params: dict[str, Any] | None = None,
     promote: bool = False,
-) -> dict[str, Any]:
+) -> TrainResult:
     """Train on one month, validate on another, log to MLflow and register a challenger.
 
     Give months (looked up in the data bucket, downloaded there from TLC when missing) or explicit
@@ -276,32 +243,22 @@ def train(
         )
     name = model_name or settings.model_name
     version = register(logged, metrics["rmse"], name)
+    print(f"run {logged.run_id}: rmse {metrics['rmse']:.3f}, {name} v{version} ({CHALLENGER})")
+    decision = promote_flow(model_name=name, val_path=val_location) if promote else None
     result = TrainResult(
-        run_id=logged["run_id"],
-        experiment_id=logged["experiment_id"],
+        run_id=logged.run_id,
+        experiment_id=logged.experiment_id,
         rmse=metrics["rmse"],
         mae=metrics["mae"],
         r2=metrics["r2"],
         model_name=name,
         version=version,
         model_uri=f"models:/{name}/{version}",
-        run_url=logged["run_url"],
+        run_url=logged.run_url,
+        promotion=decision,
     )
-    create_markdown_artifact(
-        report_markdown(result, train_data, val_data),
-        key="train-report",
-        description=f"{name} v{version}: rmse {result.rmse:.3f}",
-    )
-    print(f"run {result.run_id}: rmse {result.rmse:.3f}, {name} version {version} ({CHALLENGER})")
-    outcome = asdict(result)
-    if promote:
-        decision = promote_flow(model_name=name, val_path=val_location)
-        outcome["champion"] = decision["promoted"]
-        outcome["promotion_reason"] = decision["reason"]
-    return outcome
+    from flows.logic.reports import training_report
 
-
-if __name__ == "__main__":  # the README's `python -m flows.train --train PATH --val PATH`
-    from flows.cli import main
-
-    sys.exit(main(["train-here", *sys.argv[1:]]))
+    markdown = training_report(result, train_data, val_data)
+    publish_report("train-report", markdown, f"{name} v{version}: rmse {result.rmse:.3f}")
+    return result

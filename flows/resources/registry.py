@@ -1,8 +1,6 @@
-"""The model registry's conventions: aliases, tags, the promotion rule, and registry queries.
+"""The model registry: loading a version, queries, registering a challenger, crowning a champion.
 
-The seed's stages map onto aliases: Staging = ``challenger``, Production = ``champion``; a demoted
-champion keeps its version and is tagged ``stage=archived``. Every name the platform writes into
-MLflow (aliases, tags) is defined here and nowhere else.
+The names it writes (aliases, tags) live in flows/names.py.
 """
 
 from __future__ import annotations
@@ -11,26 +9,23 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from flows.names import (
+    ARCHIVED,
+    ARCHIVED_BY_TAG,
+    CHALLENGER,
+    CHAMPION,
+    FLOW_RUN_TAG,
+    PRODUCTION,
+    STAGE_TAG,
+    STAGING,
+    VAL_RMSE_TAG,
+)
+
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities import Run
     from mlflow.entities.model_registry import ModelVersion
     from mlflow.pyfunc import PyFuncModel
-
-CHAMPION, CHALLENGER = "champion", "challenger"
-
-# Tags on MLflow runs: which Prefect flow run (and deployment) made them.
-FLOW_RUN_TAG = "prefect.flow_run_id"
-FLOW_RUN_NAME_TAG = "prefect.flow_run_name"
-DEPLOYMENT_TAG = "prefect.deployment"
-DEPLOYMENT_ID_TAG = "prefect.deployment_id"
-FAILURE_REASON_TAG = "failure_reason"
-
-# Tags on model versions: the seed's stage, and why the promotion flow decided as it did.
-STAGE_TAG, ARCHIVED_BY_TAG = "stage", "archived_by"
-STAGING, PRODUCTION, ARCHIVED = "staging", "production", "archived"
-VAL_RMSE_TAG = "val_rmse"
-PROMOTION_TAG_PREFIX = "promotion."
 
 MODEL_DESCRIPTION = "NYC taxi trip duration in minutes, from raw TLC trip records."
 

@@ -1,0 +1,277 @@
+"""Monitoring flow: a scored month against the model's reference; a breach asks for a retraining.
+
+`monitor` runs after each scoring of a month (and by hand: `make monitor MONTH=...`). It logs an
+MLflow run per month and version (metrics with the month as step, Evidently's HTML report, drift
+share and drifted columns) and a Prefect report, and on a breach emits the breach event
+(flows/names.py): the `retrain` deployment's trigger (prefect.yaml) starts `retrain`, and the
+notification automation tells the webhook why. A month and version ask for it once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any, cast
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from flows.errors import InvalidParameters, MissingModel
+from flows.logic.results import MonitorResult
+from flows.names import (
+    BREACH_EVENT,
+    BREACH_TAG_PREFIX,
+    BREACHED_TAG,
+    CHAMPION,
+    COLOR_LABEL,
+    DRIFTED_COLUMNS_TAG,
+    MODEL_LABEL,
+    MODEL_NAME_TAG,
+    MODEL_RESOURCE_PREFIX,
+    MODEL_VERSION_TAG,
+    MONTH_LABEL,
+    MONTH_TAG,
+    REASON_TAG,
+    VERSION_LABEL,
+)
+from flows.settings import Settings
+from flows.steps.ingest import load, locate_month
+from flows.steps.reporting import publish_report
+from flows.steps.retry import IO_RETRIES
+from flows.steps.scoring import (
+    has_reference,
+    predict,
+    read_predictions,
+    resolve_alias,
+    version_by_number,
+    write_predictions,
+)
+from flows.steps.tracking import failed_if_raises, open_run
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from flows.logic.monitoring import Decision, Figures
+    from flows.logic.predictions import ScoredBy
+
+
+@task(**IO_RETRIES)
+def read_reference(scored_by: ScoredBy) -> tuple[pd.DataFrame, float]:
+    """The version's reference sample and its validation rmse, from its training run."""
+    import tempfile
+
+    import mlflow
+    import pandas as pd
+    from mlflow import MlflowClient
+
+    from flows.logic.monitoring import REFERENCE_ARTIFACT
+
+    if not has_reference.fn(scored_by):
+        raise MissingModel(
+            f"version {scored_by.version} of {scored_by.model_name} has no {REFERENCE_ARTIFACT} "
+            "(trained before monitoring existed): train a new version to monitor it"
+        )
+    with tempfile.TemporaryDirectory() as target:
+        path = mlflow.artifacts.download_artifacts(
+            run_id=scored_by.run_id, artifact_path=REFERENCE_ARTIFACT, dst_path=target
+        )
+        reference = pd.read_parquet(path)
+    rmse = MlflowClient().get_run(scored_by.run_id).data.metrics["rmse"]
+    return reference, float(rmse)
+
+
+@task(cache_policy=NO_CACHE)
+def compare(reference: pd.DataFrame, current: pd.DataFrame) -> tuple[dict[str, Any], str]:
+    """Evidently's drift and regression report of the month against the reference."""
+    from flows.logic.monitoring import evidently_report
+
+    return evidently_report(reference, current)
+
+
+def figures_of(current: pd.DataFrame, reference_rmse: float, report: dict[str, Any]) -> Figures:
+    """The month's numbers: our rmse and mae (as training computes them), Evidently's drift."""
+    from flows.logic.monitoring import Figures, drift_of
+    from flows.model import evaluate
+
+    scores = evaluate(current["prediction"].to_numpy(), current["actual"])
+    share, columns = drift_of(report)
+    return Figures(len(current), scores["rmse"], scores["mae"], reference_rmse, share, columns)
+
+
+@task(**IO_RETRIES)
+def log_monitoring(
+    run_id: str, scored_by: ScoredBy, month: str, figures: Figures, decision: Decision, html: str
+) -> None:
+    """The monitoring run: figures as metrics at the month's step, the report, the decision."""
+    import mlflow
+
+    from flows.logic.months import month_index
+
+    with mlflow.start_run(run_id=run_id):
+        mlflow.set_tags(
+            {
+                MODEL_NAME_TAG: scored_by.model_name,
+                MODEL_VERSION_TAG: scored_by.version,
+                MONTH_TAG: month,
+                DRIFTED_COLUMNS_TAG: ",".join(figures.drifted_columns),
+                BREACHED_TAG: str(decision.breached).lower(),
+                REASON_TAG: decision.reason(month, f"{scored_by.model_name} v{scored_by.version}"),
+            }
+        )
+        metrics = {
+            "rmse": figures.rmse,
+            "mae": figures.mae,
+            "rmse_increase": figures.rmse_increase,
+            "drift_share": figures.drift_share,
+            "drifted_columns": float(len(figures.drifted_columns)),
+            "rows": float(figures.rows),
+        }
+        mlflow.log_metrics(metrics, step=month_index(month))
+        mlflow.log_text(html, "report.html")
+
+
+@task(**IO_RETRIES)
+def months_watched(experiment: str, scored_by: ScoredBy) -> list[str]:
+    """The months this version has been monitored on so far, oldest first."""
+    import mlflow
+
+    from flows.resources.registry import quoted
+
+    found = mlflow.get_experiment_by_name(experiment)
+    if found is None:
+        return []
+    runs = mlflow.search_runs(
+        [found.experiment_id],
+        filter_string=(
+            f"tags.{MODEL_NAME_TAG} = {quoted(scored_by.model_name)} and "
+            f"tags.{MODEL_VERSION_TAG} = {quoted(scored_by.version)} and "
+            "attributes.status = 'FINISHED'"
+        ),
+        output_format="list",
+    )
+    return sorted({run.data.tags[MONTH_TAG] for run in runs})
+
+
+@task(**IO_RETRIES)
+def request_retrain(scored_by: ScoredBy, color: str, month: str, decision: Decision) -> bool:
+    """Emit the breach event, once per month and version; True when emitted now."""
+    from mlflow import MlflowClient
+    from prefect.events import emit_event
+
+    client = MlflowClient()
+    tag = BREACH_TAG_PREFIX + month
+    version = client.get_model_version(scored_by.model_name, scored_by.version)
+    reason = decision.reason(month, f"{scored_by.model_name} v{scored_by.version}")
+    if tag in version.tags:
+        get_run_logger().info("breach on %s already reported for v%s", month, scored_by.version)
+        return False
+    client.set_model_version_tag(scored_by.model_name, scored_by.version, tag, reason)
+    emit_event(
+        event=BREACH_EVENT,
+        resource={
+            "prefect.resource.id": f"{MODEL_RESOURCE_PREFIX}{scored_by.model_name}."
+            f"{scored_by.version}",
+            "prefect.resource.name": scored_by.model_name,
+            MODEL_LABEL: scored_by.model_name,
+            VERSION_LABEL: scored_by.version,
+            MONTH_LABEL: month,
+            COLOR_LABEL: color,
+        },
+        payload={"reason": reason, "breaches": [asdict(b) for b in decision.breaches]},
+    )
+    return True
+
+
+def month_label(month: str | None, source: str) -> str:
+    """The month a source stands for (monitoring runs are per month)."""
+    from flows.logic.predictions import month_of
+
+    if month:
+        return month
+    found = month_of(source)
+    if found is None:
+        raise InvalidParameters(
+            f"{source}: monitoring needs a month; give month, or a file with a TLC name "
+            "(green_tripdata_YYYY-MM.parquet)"
+        )
+    return found[1]
+
+
+def monitor_result(
+    scored_by: ScoredBy,
+    month: str,
+    source: str,
+    figures: Figures,
+    decision: Decision,
+    watched: list[str],
+    retrain_requested: bool,
+    run_id: str,
+) -> MonitorResult:
+    """The monitoring flow's result: the month's figures and what they called for."""
+    return MonitorResult(
+        model_name=scored_by.model_name,
+        version=scored_by.version,
+        month=month,
+        source=source,
+        rows=figures.rows,
+        rmse=figures.rmse,
+        mae=figures.mae,
+        reference_rmse=figures.reference_rmse,
+        rmse_increase=figures.rmse_increase,
+        drift_share=figures.drift_share,
+        drifted_columns=list(figures.drifted_columns),
+        breached=decision.breached,
+        breached_metrics=[breach.metric for breach in decision.breaches],
+        reason=decision.reason(month, f"{scored_by.model_name} v{scored_by.version}"),
+        months_watched=watched,
+        retrain_requested=retrain_requested,
+        run_id=run_id,
+    )
+
+
+@flow(name="monitor", log_prints=True)
+def monitor(
+    color: str = "green",
+    month: str | None = None,
+    path: str | None = None,
+    model_name: str | None = None,
+    version: str | None = None,
+    retrain_on_breach: bool = True,
+) -> MonitorResult:
+    """Compare a month's predictions by ``version`` (default: the champion) with its reference;
+    log the figures; on a breach, ask for a retraining."""
+    from flows.logic.monitoring import decide, from_predictions
+    from flows.logic.reports import monitoring_report
+
+    settings = Settings.from_env()
+    if not (month or path):
+        raise InvalidParameters("give either month (YYYY-MM) or path")
+    name = model_name or settings.model_name
+    scored_by = version_by_number(name, version) if version else resolve_alias(name, CHAMPION)
+    location = path or locate_month(color, str(month))
+    label = month_label(month, location)
+    # First what cannot be retried away: a version without a reference is refused at once.
+    reference, reference_rmse = read_reference(scored_by)
+    frame = read_predictions(location, scored_by)
+    if frame is None:  # not scored yet by this version: score it now, as `score` would
+        data = load(location)
+        frame = cast("pd.DataFrame", predict(scored_by, data))
+        write_predictions(frame, data.source, scored_by)
+    current = from_predictions(frame)
+    report, html = compare(reference, current)
+    figures = figures_of(current, reference_rmse, report)
+    decision = decide(figures, settings.monitor_thresholds())
+    experiment = settings.monitoring_experiment_name
+    run_id = open_run(experiment, f"monitor {label} v{scored_by.version}")
+    with failed_if_raises(run_id):
+        log_monitoring(run_id, scored_by, label, figures, decision, html)
+    requested = False
+    if decision.breached and retrain_on_breach:
+        requested = request_retrain(scored_by, color, label, decision)
+    watched = months_watched(experiment, scored_by)
+    result = monitor_result(
+        scored_by, label, location, figures, decision, watched, requested, run_id
+    )
+    markdown = monitoring_report(result, settings.monitor_thresholds())
+    publish_report("monitoring-report", markdown, result.reason)
+    print(result.reason)
+    return result

@@ -1,0 +1,60 @@
+"""Retraining flow: started by a monitoring breach, trains on the month before the breached one
+and validates on it, then the usual promotion gate (the champion is judged on the new data too)."""
+
+from __future__ import annotations
+
+from prefect import flow, task
+
+from flows.logic.months import months_before
+from flows.logic.results import RetrainResult
+from flows.names import RETRAINED_TAG_PREFIX
+from flows.pipelines.train import train
+from flows.settings import Settings
+from flows.steps.retry import IO_RETRIES
+
+
+@task(**IO_RETRIES)
+def retrained_as(model_name: str, version: str, month: str) -> str | None:
+    """The version a retraining for ``month`` already made from ``version``, if any."""
+    from mlflow import MlflowClient
+
+    tags = MlflowClient().get_model_version(model_name, version).tags
+    return tags.get(RETRAINED_TAG_PREFIX + month)
+
+
+@task(**IO_RETRIES)
+def mark_retrained(model_name: str, version: str, month: str, new_version: str) -> None:
+    """Tag the breached version with the version its retraining for ``month`` made."""
+    from mlflow import MlflowClient
+
+    MlflowClient().set_model_version_tag(
+        model_name, version, RETRAINED_TAG_PREFIX + month, new_version
+    )
+
+
+@flow(name="retrain", log_prints=True)
+def retrain(
+    color: str,
+    month: str,
+    model_name: str | None = None,
+    version: str | None = None,
+    reason: str = "",
+) -> RetrainResult:
+    """Train on the month before ``month``, validate on ``month`` and promote; once per breached
+    month and ``version``."""
+    name = model_name or Settings.from_env().model_name
+    done = retrained_as(name, version, month) if version else None
+    if done:
+        print(f"v{version} was already retrained for {month} (as v{done}): nothing to do")
+        return RetrainResult(month=month, training=None, already_retrained_as=done)
+    print(f"retraining: {reason or f'asked for {month}'}")
+    trained = train(
+        color=color,
+        train_month=months_before(month, 2)[1],
+        val_month=month,
+        model_name=name,
+        promote=True,
+    )
+    if version:
+        mark_retrained(name, version, month, trained.version)
+    return RetrainResult(month=month, training=trained)

@@ -1,0 +1,148 @@
+"""Batch scoring flow: one month's trips predicted by the version behind an alias (`champion`)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, cast
+
+from prefect import flow, get_run_logger, task
+
+from flows.errors import InvalidParameters
+from flows.logic.results import MonitorResult, ScoreResult
+from flows.names import (
+    ALIAS_TAG,
+    CHAMPION,
+    MODEL_NAME_TAG,
+    MODEL_RUN_ID_TAG,
+    MODEL_VERSION_TAG,
+    OUTPUT_URI_TAG,
+)
+from flows.settings import Settings
+from flows.steps.ingest import load, locate_month
+from flows.steps.reporting import publish_report
+from flows.steps.retry import IO_RETRIES
+from flows.steps.scoring import has_reference, predict, resolve_alias, write_predictions
+from flows.steps.tracking import failed_if_raises, open_run
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from flows.logic.predictions import ScoredBy
+    from flows.logic.trips import TripData
+
+
+def error_metrics(frame: pd.DataFrame) -> dict[str, float]:
+    """rmse and mae where the file has actual durations (none otherwise)."""
+    from flows.model import evaluate
+
+    known = frame.dropna(subset=["actual_duration"])
+    if known.empty:
+        return {}
+    scores = evaluate(known["predicted_duration"].to_numpy(), known["actual_duration"])
+    return {"rmse": scores["rmse"], "mae": scores["mae"]}
+
+
+@task(**IO_RETRIES)
+def log_scoring(
+    run_id: str,
+    alias: str,
+    scored_by: ScoredBy,
+    data: TripData,
+    output_uri: str,
+    metrics: dict[str, float],
+) -> None:
+    """The scoring run: input, output, version used and the metrics; FINISHED at the end."""
+    import mlflow
+
+    from flows.steps.tracking import dataset_reference
+
+    with mlflow.start_run(run_id=run_id):
+        mlflow.set_tags(
+            {
+                MODEL_NAME_TAG: scored_by.model_name,
+                MODEL_VERSION_TAG: scored_by.version,
+                MODEL_RUN_ID_TAG: scored_by.run_id,
+                ALIAS_TAG: alias,
+                OUTPUT_URI_TAG: output_uri,
+            }
+        )
+        mlflow.log_params({"input_uri": data.source, "output_uri": output_uri})
+        mlflow.log_input(dataset_reference(data), context="scoring")
+        mlflow.log_metrics({"rows": data.rows_kept, "rows_read": data.rows_read, **metrics})
+
+
+def monitor_scored(
+    color: str, month: str | None, source: str, scored_by: ScoredBy, retrain_on_breach: bool
+) -> tuple[MonitorResult | None, str | None]:
+    """The month just scored against the version's reference (the `monitor` subflow), or why
+    it cannot be: a version trained before monitoring existed has no reference."""
+    from flows.pipelines.monitor import monitor as monitor_flow
+
+    if not has_reference(scored_by):
+        # The scoring stands; the next version will have something to be compared with.
+        get_run_logger().warning(
+            "not monitored: v%s has no monitoring reference (trained before monitoring)",
+            scored_by.version,
+        )
+        return None, "no reference"
+    watched = monitor_flow(
+        color=color,
+        path=source,
+        month=month,
+        model_name=scored_by.model_name,
+        version=scored_by.version,
+        retrain_on_breach=retrain_on_breach,
+    )
+    return watched, None
+
+
+@flow(name="score", log_prints=True)
+def score(
+    color: str = "green",
+    month: str | None = None,
+    path: str | None = None,
+    alias: str = CHAMPION,
+    model_name: str | None = None,
+    monitor: bool = True,
+    retrain_on_breach: bool = True,
+) -> ScoreResult:
+    """Predict one month (or file) with the version behind ``alias``; store and log the result;
+    then, with ``monitor``, compare the month with the version's reference (pipelines/monitor.py),
+    which asks for a retraining on a breach unless ``retrain_on_breach`` is off."""
+    from flows.logic.reports import scoring_report
+
+    settings = Settings.from_env()
+    if not (month or path):
+        raise InvalidParameters("give either month (YYYY-MM) or path")
+    name = model_name or settings.model_name
+    scored_by = resolve_alias(name, alias)
+    location = path or locate_month(color, str(month))
+    data = load(location)
+    run_id = open_run(settings.scoring_experiment_name, f"score {location.rsplit('/', 1)[-1]}")
+    with failed_if_raises(run_id):
+        # cast: Prefect's task typing cannot tell a sync task's result from a coroutine.
+        frame = cast("pd.DataFrame", predict(scored_by, data))
+        output_uri = write_predictions(frame, data.source, scored_by)
+        metrics = error_metrics(frame)
+        log_scoring(run_id, alias, scored_by, data, output_uri, metrics)
+    get_run_logger().info("%d predictions by v%s -> %s", len(frame), scored_by.version, output_uri)
+    watched, not_monitored = None, None
+    if monitor:
+        watched, not_monitored = monitor_scored(
+            color, month, data.source, scored_by, retrain_on_breach
+        )
+    result = ScoreResult(
+        model_name=name,
+        alias=alias,
+        version=scored_by.version,
+        source=data.source,
+        output_uri=output_uri,
+        rows=len(frame),
+        rmse=metrics.get("rmse"),
+        mae=metrics.get("mae"),
+        run_id=run_id,
+        monitoring=watched,
+        not_monitored=not_monitored,
+    )
+    markdown = scoring_report(result)
+    publish_report("score-report", markdown, f"{name} v{scored_by.version}")
+    return result

@@ -1,0 +1,55 @@
+"""The names that cross processes (flows/names.py) agree with prefect.yaml, which cannot import
+them: deployment ids, the breach event and the labels its trigger reads."""
+
+from __future__ import annotations
+
+import re
+
+import yaml
+
+from flows import names
+from tests.paths import REPO_ROOT
+
+
+def deployments() -> dict[str, dict]:
+    declared = yaml.safe_load((REPO_ROOT / "prefect.yaml").read_text())["deployments"]
+    return {d["name"]: d for d in declared}
+
+
+def test_every_deployment_id_names_a_declared_deployment_and_its_flow():
+    ids = {v for k, v in vars(names).items() if k.endswith("_DEPLOYMENT")}
+    assert {f"{name}/{name}" for name in deployments()} == ids  # flows named as deployments
+
+
+def test_the_retrain_trigger_matches_the_breach_event_and_reads_its_labels():
+    (trigger,) = deployments()["retrain"]["triggers"]
+    assert trigger["expect"] == [names.BREACH_EVENT]
+    assert trigger["match"] == {"prefect.resource.id": f"{names.MODEL_RESOURCE_PREFIX}*"}
+    read = {
+        parameter: re.fullmatch(r"\{\{ event\.resource\['([\w.]+)'\] \}\}", template)
+        for parameter, template in trigger["parameters"].items()
+    }
+    labels = {p: m[1] for p, m in read.items() if m}
+    assert labels == {
+        "color": names.COLOR_LABEL,
+        "month": names.MONTH_LABEL,
+        "model_name": names.MODEL_LABEL,
+        "version": names.VERSION_LABEL,
+    }
+
+
+def test_no_flow_module_spells_a_cross_process_name_itself():
+    """Namespaced tag keys, deployment ids, event names and experiment suffixes are written in
+    flows/names.py only (plain words such as a column called model_version may recur)."""
+    spelled = {
+        v
+        for k, v in vars(names).items()
+        if k.isupper() and isinstance(v, str) and any(mark in v for mark in "./-")
+    }
+    offenders = []
+    for path in (REPO_ROOT / "flows").rglob("*.py"):
+        if path.name == "names.py":
+            continue
+        literals = set(re.findall(r"""["']([^"'\s{}]+)["']""", path.read_text()))
+        offenders += [f"{path.relative_to(REPO_ROOT)}: {v}" for v in sorted(literals & spelled)]
+    assert offenders == []
