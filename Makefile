@@ -44,6 +44,10 @@ BACKUP_DIR ?= backups
 FILE ?=
 RUN ?=
 
+# $(call require,VARIABLES,USAGE): stop a verb with its usage line (exit 2) unless every one of
+# VARIABLES is set.
+require = @$(foreach v,$(1),test -n "$($(v))" &&) true || { echo 'usage: $(2)' >&2; exit 2; }
+
 .PHONY: help
 help: ## List the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -99,12 +103,12 @@ deploy: $(STACK_CHECK) ## Register the flows' deployments (prefect.yaml) with th
 
 .PHONY: retry
 retry: $(STACK_CHECK) ## Run a crashed or failed flow run again, same parameters: RUN=<flow-run id or name>
-	@test -n "$(RUN)" || { echo 'usage: make retry RUN=<flow-run id or name>' >&2; exit 2; }
+	$(call require,RUN,make retry RUN=<flow-run id or name>)
 	$(ON_WORKER) prefect flow-run retry "$(RUN)"
 
 .PHONY: upload-data
 upload-data: $(STACK_CHECK) ## Store local TLC files in the data bucket: FILES="green_tripdata_2021-01.parquet ..."
-	@test -n "$(FILES)" || { echo 'usage: make upload-data FILES="path/green_tripdata_2021-01.parquet ..."' >&2; exit 2; }
+	$(call require,FILES,make upload-data FILES="path/green_tripdata_2021-01.parquet ...")
 ifeq ($(STACK),local)
 	$(LOCAL_CLIENT) python -m flows.cli upload $(abspath $(FILES))
 else
@@ -114,51 +118,51 @@ endif
 
 .PHONY: train
 train: $(STACK_CHECK) ## Train on the worker and promote if better: TRAIN_MONTH=2021-01 VAL_MONTH=2021-02 [COLOR=green]
-	@test -n "$(TRAIN_MONTH)" -a -n "$(VAL_MONTH)" || { echo 'usage: make train TRAIN_MONTH=YYYY-MM VAL_MONTH=YYYY-MM [COLOR=green]' >&2; exit 2; }
+	$(call require,TRAIN_MONTH VAL_MONTH,make train TRAIN_MONTH=YYYY-MM VAL_MONTH=YYYY-MM [COLOR=green])
 	$(ON_WORKER) python -m flows.cli train --color $(COLOR) \
 		--train-month $(TRAIN_MONTH) --val-month $(VAL_MONTH)
 
 .PHONY: score
 score: $(STACK_CHECK) ## Predict a month with the champion on the worker: MONTH=2021-03 [COLOR=green] [ALIAS=champion]
-	@test -n "$(MONTH)" || { echo 'usage: make score MONTH=YYYY-MM [COLOR=green] [ALIAS=champion]' >&2; exit 2; }
+	$(call require,MONTH,make score MONTH=YYYY-MM [COLOR=green] [ALIAS=champion])
 	$(ON_WORKER) python -m flows.cli score --color $(COLOR) --month $(MONTH) --alias $(ALIAS)
 
 .PHONY: backfill
 backfill: $(STACK_CHECK) ## Score months side by side on the pool: FROM=2021-01 TO=2021-06 (or MONTHS="2021-01 2023-03")
-	@test -n "$(FROM)" -a -n "$(TO)" -o -n "$(MONTHS)" || { echo 'usage: make backfill FROM=YYYY-MM TO=YYYY-MM | MONTHS="YYYY-MM ..." [COLOR=green] [ALIAS=champion]' >&2; exit 2; }
+	$(call require,$(if $(MONTHS),MONTHS,FROM TO),make backfill FROM=YYYY-MM TO=YYYY-MM | MONTHS="YYYY-MM ..." [COLOR=green] [ALIAS=champion])
 	$(ON_WORKER) python -m flows.cli backfill --color $(COLOR) --alias $(ALIAS) \
 		$(if $(MONTHS),--months $(MONTHS),--from $(FROM) --to $(TO)) $(if $(filter yes,$(MONITOR)),--monitor)
 
 .PHONY: monitor
 monitor: $(STACK_CHECK) ## Watch the champion on a month (drift, errors; a breach retrains): MONTH=2023-03 [VERSION=n]
-	@test -n "$(MONTH)" || { echo 'usage: make monitor MONTH=YYYY-MM [COLOR=green] [VERSION=n]' >&2; exit 2; }
+	$(call require,MONTH,make monitor MONTH=YYYY-MM [COLOR=green] [VERSION=n])
 	$(ON_WORKER) python -m flows.cli monitor --color $(COLOR) --month $(MONTH) $(if $(VERSION),--version $(VERSION))
 
 .PHONY: tune
 tune: $(STACK_CHECK) ## Optuna search, trials as flow runs over the pool, then train the best: TRAIN_MONTH= VAL_MONTH= [TRIALS=20]
-	@test -n "$(TRAIN_MONTH)" -a -n "$(VAL_MONTH)" || { echo 'usage: make tune TRAIN_MONTH=YYYY-MM VAL_MONTH=YYYY-MM [TRIALS=20] [COLOR=green]' >&2; exit 2; }
+	$(call require,TRAIN_MONTH VAL_MONTH,make tune TRAIN_MONTH=YYYY-MM VAL_MONTH=YYYY-MM [TRIALS=20] [COLOR=green])
 	$(ON_WORKER) python -m flows.cli tune --color $(COLOR) --train-month $(TRAIN_MONTH) \
 		--val-month $(VAL_MONTH) --trials $(TRIALS)
 
 .PHONY: user
 user: compose-only docker-check ## Create a teammate's MLflow account and print its password once: NAME=alice
-	@test -n "$(NAME)" || { echo 'usage: make user NAME=<username>' >&2; exit 2; }
+	$(call require,NAME,make user NAME=<username>)
 	@$(COMPOSE) run --rm --no-deps mlflow-users python -m infra.mlflow.users create "$(NAME)"
 
 .PHONY: grant
 grant: compose-only docker-check ## Let a user write to an experiment or model: NAME=alice EXPERIMENT=taxi-trip-duration [PERMISSION=EDIT]
-	@test -n "$(NAME)" -a -n "$(EXPERIMENT)$(MODEL)" || { echo 'usage: make grant NAME=<user> EXPERIMENT=<name> | MODEL=<name> [PERMISSION=READ|EDIT|MANAGE]' >&2; exit 2; }
+	$(call require,NAME $(if $(MODEL),MODEL,EXPERIMENT),make grant NAME=<user> EXPERIMENT=<name> | MODEL=<name> [PERMISSION=READ|EDIT|MANAGE])
 	@$(COMPOSE) run --rm --no-deps mlflow-users python -m infra.mlflow.users grant "$(NAME)" \
 		$(if $(EXPERIMENT),--experiment "$(EXPERIMENT)",--model "$(MODEL)") --permission $(PERMISSION)
 
 .PHONY: user-delete
 user-delete: compose-only docker-check ## Delete a teammate's MLflow account: NAME=alice
-	@test -n "$(NAME)" || { echo 'usage: make user-delete NAME=<username>' >&2; exit 2; }
+	$(call require,NAME,make user-delete NAME=<username>)
 	@$(COMPOSE) run --rm --no-deps mlflow-users python -m infra.mlflow.users delete "$(NAME)"
 
 .PHONY: worker-env
 worker-env: compose-only docker-check ## Account and settings file for a worker on another host: NAME=laptop-dana [HOST=stack.example.org]
-	@test -n "$(NAME)" || { echo 'usage: make worker-env NAME=<worker name> [HOST=<address other hosts reach this stack at>]' >&2; exit 2; }
+	$(call require,NAME,make worker-env NAME=<worker name> [HOST=<address other hosts reach this stack at>])
 	@set -o pipefail; $(COMPOSE) run --rm --no-deps -T mlflow-users python -m infra.mlflow.users worker "$(NAME)" \
 		| python3 -m infra.worker.settings_file --env-file $(ENV_FILE) --name "$(NAME)" $(if $(HOST),--host "$(HOST)") --output "$(or $(WORKER_ENV),worker-$(NAME).env)"
 
@@ -168,13 +172,13 @@ WORKER_COMPOSE = docker compose --file infra/worker/compose.yml --env-file $(WOR
 
 .PHONY: worker
 worker: docker-check ## On another host: join the stack's pool as a worker: WORKER_ENV=worker-<name>.env
-	@test -n "$(WORKER_ENV)" || { echo 'usage: make worker WORKER_ENV=worker-<name>.env (written by make worker-env on the stack'"'"'s machine)' >&2; exit 2; }
+	$(call require,WORKER_ENV,make worker WORKER_ENV=worker-<name>.env (written by make worker-env on the stack'"'"'s machine))
 	$(WORKER_COMPOSE) up --build --detach --wait --wait-timeout 300
 	@echo "worker $$(sed -n 's/^WORKER_NAME=//p' $(WORKER_ENV)) is on the pool; make worker-down WORKER_ENV=$(WORKER_ENV) stops it"
 
 .PHONY: worker-down
 worker-down: docker-check ## Stop this host's worker: WORKER_ENV=worker-<name>.env
-	@test -n "$(WORKER_ENV)" || { echo 'usage: make worker-down WORKER_ENV=worker-<name>.env' >&2; exit 2; }
+	$(call require,WORKER_ENV,make worker-down WORKER_ENV=worker-<name>.env)
 	$(WORKER_COMPOSE) down
 
 .PHONY: backup
@@ -183,7 +187,7 @@ backup: compose-only docker-check ## Archive the databases and buckets of the ru
 
 .PHONY: restore
 restore: compose-only docker-check ## Replace the stack's databases and buckets with an archive: FILE=backups/....tar
-	@test -n "$(FILE)" || { echo 'usage: make restore FILE=backups/<project>-<time>.tar' >&2; exit 2; }
+	$(call require,FILE,make restore FILE=backups/<project>-<time>.tar)
 	@python3 -m infra.backup.archive restore --env-file $(ENV_FILE) "$(FILE)"
 
 .PHONY: down

@@ -24,6 +24,12 @@ from infra.make_env import parse_env, read_env
 LOCAL_ONLY = {"127.0.0.1", "localhost", "0.0.0.0", "::1", "::"}
 
 
+def documented_default(name: str) -> str:
+    """A setting's default as .env.example writes it (held equal to flows/settings.py's by
+    tests/unit/test_configuration.py): this runs on the host's python3, without pydantic."""
+    return read_env(Path(__file__).resolve().parents[2] / ".env.example")[name]
+
+
 def stack_host(stack: dict[str, str], given: str | None) -> str:
     """The name or address other hosts reach the stack at: as given, else BIND_ADDRESS when it
     names one interface, else this machine's name."""
@@ -41,7 +47,7 @@ def worker_settings(
         "WORKER_NAME": name,
         # The `in-stack` queue holds flows that write into the data bucket.
         "WORKER_QUEUES": "default",
-        "WORK_POOL": stack.get("WORK_POOL") or "taxi-pool",
+        "WORK_POOL": stack.get("WORK_POOL") or documented_default("WORK_POOL"),
         "PREFECT_API_URL": f"http://{host}:{stack.get('PREFECT_PORT') or 4200}/api",
         "PREFECT_API_AUTH_STRING": stack["PREFECT_API_AUTH_STRING"],
         "MLFLOW_TRACKING_URI": f"http://{host}:{stack.get('MLFLOW_PORT') or 5000}",
