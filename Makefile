@@ -6,6 +6,9 @@ ENV_FILE ?= .env
 COMPOSE ?= docker compose --env-file $(ENV_FILE)
 UV ?= uv
 PYTEST_ARGS ?=
+# make test's processes side by side, each with its own servers (tests/conftest.py) and whole
+# test files (a server a file needs starts on one of them). 2 suits the 2-core machines.
+TEST_WORKERS ?= 2
 COLOR ?= green
 TRAIN_MONTH ?=
 VAL_MONTH ?=
@@ -221,7 +224,7 @@ endif
 
 .PHONY: test
 test: .venv/.synced ## Run the test suite (no Docker needed: it starts real servers itself)
-	$(UV) run --frozen pytest -m "not e2e" $(PYTEST_ARGS)
+	$(UV) run --frozen pytest -m "not e2e" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 .PHONY: e2e
 e2e: docker-check .venv/.synced ## Bring up a throwaway compose stack, test it end to end (faults last), remove it

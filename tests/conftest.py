@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import uuid
 from collections.abc import Iterator
@@ -11,6 +12,12 @@ import pytest
 
 from tests import servers
 from tests.paths import TLC_DATA
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs one pytest process per core: a process that also ran one OpenMP thread per
+    # core (xgboost's default) would oversubscribe them, and OpenMP's waiting threads spin,
+    # burning the other process's CPU. Set before anything loads OpenMP.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(scope="session")
@@ -36,23 +43,46 @@ def s3(workdir: Path) -> Iterator[servers.S3Server]:
 
 
 @pytest.fixture(scope="session")
-def mlflow_server(postgres, s3, workdir) -> Iterator[servers.MlflowServer]:
-    """An MLflow tracking server on PostgreSQL, artifacts proxied to the S3 server."""
+def platform_servers(
+    postgres, s3, workdir
+) -> Iterator[tuple[servers.MlflowServer, servers.PrefectServer]]:
+    """MLflow (artifacts proxied to the S3 server) and Prefect, both on PostgreSQL, started side
+    by side: each spends most of its start migrating a new database."""
+    from concurrent.futures import ThreadPoolExecutor
+
     bucket = "mlflow-artifacts"
     s3.client().create_bucket(Bucket=bucket)
-    url = postgres.create_database("mlflow", secrets.token_urlsafe(16))
-    server = servers.start_mlflow(f"postgresql+psycopg2://{url}", s3, bucket, workdir)
-    yield server
-    server.stop()
+    mlflow_db = f"postgresql+psycopg2://{postgres.create_database('mlflow', token())}"
+    prefect_db = f"postgresql+asyncpg://{postgres.create_database('prefect', token())}"
+    with ThreadPoolExecutor(2) as pool:
+        starting = [
+            pool.submit(servers.start_mlflow, mlflow_db, s3, bucket, workdir),
+            pool.submit(servers.start_prefect, prefect_db, workdir),
+        ]
+    try:
+        mlflow, prefect = (future.result() for future in starting)
+        yield mlflow, prefect
+    finally:
+        for future in starting:
+            if future.exception() is None:
+                future.result().stop()
+
+
+def token() -> str:
+    """A fresh password for a test database."""
+    return secrets.token_urlsafe(16)
 
 
 @pytest.fixture(scope="session")
-def prefect_server(postgres, workdir) -> Iterator[servers.PrefectServer]:
+def mlflow_server(platform_servers) -> servers.MlflowServer:
+    """An MLflow tracking server on PostgreSQL, artifacts proxied to the S3 server."""
+    return platform_servers[0]
+
+
+@pytest.fixture(scope="session")
+def prefect_server(platform_servers) -> servers.PrefectServer:
     """A Prefect server on PostgreSQL."""
-    url = postgres.create_database("prefect", secrets.token_urlsafe(16))
-    server = servers.start_prefect(f"postgresql+asyncpg://{url}", workdir)
-    yield server
-    server.stop()
+    return platform_servers[1]
 
 
 @pytest.fixture

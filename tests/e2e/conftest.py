@@ -1,5 +1,8 @@
 """One real compose stack for every end-to-end test: brought up once, removed at the end.
 
+Before it, the whole-platform tests that need no Docker: `make local` (the same platform as local
+processes) and the README's development command.
+
 Tests that break the stack on purpose (marked ``faults``: outages, a killed worker, restarts,
 restores) run after the others, so those meet the stack as a new user does; each fault test
 brings what it needs itself and leaves a working stack behind, so they pass in any order.
@@ -20,8 +23,16 @@ TRAINING_MONTHS = ("2021-01", "2021-02")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Fault tests last (stable sort: file order otherwise)."""
-    items.sort(key=lambda item: item.get_closest_marker("faults") is not None)
+    """First the tests that need no compose stack (the local stack, the development command:
+    they start their own processes, and should not share two cores with the stack), then those
+    on the stack, fault tests last (stable sort: file order otherwise)."""
+
+    def rank(item: pytest.Item) -> int:
+        if item.get_closest_marker("faults") is not None:
+            return 2
+        return 1 if "stack" in getattr(item, "fixturenames", ()) else 0
+
+    items.sort(key=rank)
 
 
 @pytest.fixture(scope="session")

@@ -12,17 +12,17 @@ from flows.pipelines.monitor import monitor
 from flows.pipelines.retrain import retrain
 from flows.pipelines.train import train
 from tests.corpus import slower_traffic
+from tests.integration.params import QUICK, WEAK
 from tests.paths import REPO_ROOT, TLC_DATA
 
 pytestmark = pytest.mark.integration
 
 JAN, FEB = (str(TLC_DATA / f"green_tripdata_2021-0{m}.parquet") for m in (1, 2))
-WEAK = {"n_estimators": 3, "max_depth": 2}
 
 
 def test_a_normal_month_logs_a_monitoring_run_and_no_breach(flow_env):
     name = flow_env
-    trained = train(train_path=JAN, val_path=FEB, promote=True)
+    trained = train(train_path=JAN, val_path=FEB, promote=True, params=QUICK)
     result = monitor(path=FEB)
 
     assert result.version == trained.version and result.month == "2021-02"
@@ -35,20 +35,20 @@ def test_a_normal_month_logs_a_monitoring_run_and_no_breach(flow_env):
     history = MlflowClient().get_metric_history(result.run_id, "rmse")
     assert [m.step for m in history] == [month_index("2021-02")]
     assert {"drift_share", "rmse_increase", "mae"} <= set(run.data.metrics)
-    page = mlflow.artifacts.load_text(f"runs:/{result['run_id']}/report.html")
+    page = mlflow.artifacts.load_text(f"runs:/{result.run_id}/report.html")
     assert "<html" in page.lower() and len(page) > 100_000  # Evidently's full report
     assert mlflow.get_experiment_by_name(f"{name}-monitoring") is not None
 
 
 def test_a_drifted_month_breaches_once_per_month_and_version(flow_env, tmp_path):
     name = flow_env
-    trained = train(train_path=JAN, val_path=FEB, promote=True)
+    trained = train(train_path=JAN, val_path=FEB, promote=True, params=QUICK)
     drifted = str(slower_traffic(tmp_path))
 
     first = monitor(path=drifted)
     assert first.breached and first.retrain_requested
     assert first.month == "2021-03" and first.rmse_increase > 0.3
-    assert f"{name} v{trained['version']} on 2021-03: rmse" in first.reason
+    assert f"{name} v{trained.version} on 2021-03: rmse" in first.reason
     version = MlflowClient().get_model_version(name, trained.version)
     assert version.tags["monitoring.breach.2021-03"] == first.reason
 
@@ -58,7 +58,7 @@ def test_a_drifted_month_breaches_once_per_month_and_version(flow_env, tmp_path)
 
 
 def test_scoring_a_month_monitors_it(flow_env):
-    train(train_path=JAN, val_path=FEB, promote=True)
+    train(train_path=JAN, val_path=FEB, promote=True, params=QUICK)
     from flows.pipelines.score import score
 
     scored = score(path=FEB)
@@ -96,8 +96,8 @@ def test_a_version_without_a_reference_is_scored_but_not_monitored(flow_env):
     from flows.pipelines.score import score
 
     name = flow_env
-    trained = train(train_path=JAN, val_path=FEB, promote=True)
-    uri = f"models:/{name}/{trained['version']}"
+    trained = train(train_path=JAN, val_path=FEB, promote=True, params=QUICK)
+    uri = f"models:/{name}/{trained.version}"
     with mlflow.start_run() as run:  # the same model, logged without a reference
         mlflow.xgboost.log_model(
             mlflow.xgboost.load_model(uri),

@@ -24,13 +24,12 @@ from flows.pipelines.score import score
 from flows.pipelines.train import train
 from flows.resources.tlc_files import load_trips
 from flows.steps.scoring import predict
+from tests.integration.params import QUICK
 from tests.paths import REPO_ROOT, TLC_DATA
 
 pytestmark = pytest.mark.integration
 
 MONTHS = ("2021-01", "2021-02", "2023-01", "2023-02", "2023-03")
-# Fewer trees than the default: enough to tell the years apart, a fraction of the time.
-QUICK = {"n_estimators": 80}
 
 
 def month(name: str) -> str:

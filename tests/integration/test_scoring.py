@@ -13,6 +13,7 @@ from mlflow import MlflowClient
 from flows.errors import MissingModel
 from flows.pipelines.score import score
 from flows.pipelines.train import train
+from tests.integration.params import QUICK
 from tests.paths import TLC_DATA
 
 pytestmark = pytest.mark.integration
@@ -38,11 +39,11 @@ def test_scoring_a_month_writes_its_partition_with_the_champions_predictions(
 ):
     name, bucket = flow_env, f"data-{flow_env}"
     monkeypatch.setenv("TLC_BASE_URL", tlc_site[0])
-    trained = train(train_path=JAN, val_path=FEB, promote=True)
+    trained = train(train_path=JAN, val_path=FEB, promote=True, params=QUICK)
 
     result = score(month="2021-02")  # read as training reads a month: fetched into the bucket
 
-    key = f"{FEB_PREFIX}{name}-v{trained['version']}.parquet"
+    key = f"{FEB_PREFIX}{name}-v{trained.version}.parquet"
     assert result.output_uri == f"s3://{bucket}/{key}" and result.version == trained.version
     (frame,) = stored(s3, bucket, FEB_PREFIX).values()
     assert len(frame) == result.rows > 50_000
@@ -53,7 +54,7 @@ def test_scoring_a_month_writes_its_partition_with_the_champions_predictions(
     assert set(frame["model_version"]) == {trained.version}
     assert set(frame["model_run_id"]) == {trained.run_id}
     # The stored predictions are the registered version's own, on the stored raw inputs.
-    model = mlflow.pyfunc.load_model(f"models:/{name}/{trained['version']}")
+    model = mlflow.pyfunc.load_model(f"models:/{name}/{trained.version}")
     inputs = frame[model.metadata.get_input_schema().input_names()]
     np.testing.assert_allclose(frame["predicted_duration"], model.predict(inputs), rtol=1e-6)
     # Ride ids point at the file's own rows.
@@ -73,7 +74,7 @@ def test_scoring_a_month_writes_its_partition_with_the_champions_predictions(
 
 def test_scoring_again_with_the_same_version_replaces_its_output(flow_env, s3):
     bucket = f"data-{flow_env}"
-    train(train_path=JAN, val_path=FEB, promote=True)
+    train(train_path=JAN, val_path=FEB, promote=True, params=QUICK)
     first = score(path=FEB)
     second = score(path=FEB)
     assert first.output_uri == second.output_uri
@@ -83,8 +84,8 @@ def test_scoring_again_with_the_same_version_replaces_its_output(flow_env, s3):
 
 def test_another_version_writes_beside_the_first(flow_env, s3):
     bucket = f"data-{flow_env}"
-    first = train(train_path=JAN, val_path=FEB, promote=True)
-    second = train(train_path=JAN, val_path=FEB)  # challenger, not promoted
+    first = train(train_path=JAN, val_path=FEB, promote=True, params=QUICK)
+    second = train(train_path=JAN, val_path=FEB, params=QUICK)  # challenger, not promoted
     score(path=FEB)
     score(path=FEB, alias="challenger")
     versions = {str(f["model_version"].iloc[0]) for f in stored(s3, bucket, FEB_PREFIX).values()}
@@ -107,13 +108,13 @@ def test_the_monthly_flow_scores_the_new_month_with_the_champion_before_training
 
     name, bucket = flow_env, f"data-{flow_env}"
     monkeypatch.setenv("TLC_BASE_URL", tlc_site[0])
-    champion = train(train_path=JAN, val_path=FEB, promote=True)
+    champion = train(train_path=JAN, val_path=FEB, promote=True, params=QUICK)
 
     result = monthly(today="2021-03")  # the newest month on the (local) TLC site: 2021-02
 
     (frame,) = stored(s3, bucket, FEB_PREFIX).values()
-    assert set(frame["model_version"]) == {champion["version"]}  # judged before any new model
-    assert int(result.version) > int(champion["version"])
+    assert set(frame["model_version"]) == {champion.version}  # judged before any new model
+    assert int(result.version) > int(champion.version)
     run = MlflowClient().get_run(result.run_id)
     assert run.data.params["val_uri"].endswith("green_tripdata_2021-02.parquet")
     assert run.data.params["train_uri"].endswith("green_tripdata_2021-01.parquet")

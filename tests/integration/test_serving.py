@@ -16,12 +16,12 @@ import requests
 
 from flows.pipelines.train import train
 from tests import servers
+from tests.integration.params import QUICK, WEAK
 from tests.paths import REPO_ROOT, TLC_DATA
 
 pytestmark = pytest.mark.integration
 
 JAN, FEB = (str(TLC_DATA / f"green_tripdata_2021-0{m}.parquet") for m in (1, 2))
-WEAK = {"n_estimators": 3, "max_depth": 2}
 # Any credentials: the test MLflow server has no accounts; the compose stack's has (e2e tests).
 AUTH = ("teammate", "password")
 
@@ -91,7 +91,7 @@ def test_it_answers_as_the_champion_and_switches_without_a_failed_request(flow_e
 
     batch = records(20)
     served = requests.post(f"{model_server}/invocations", json=invocation(batch), auth=AUTH)
-    model = mlflow.pyfunc.load_model(f"models:/{name}/{first['version']}")
+    model = mlflow.pyfunc.load_model(f"models:/{name}/{first.version}")
     np.testing.assert_allclose(served.json()["predictions"], model.predict(batch), rtol=1e-5)
     records_answer = requests.post(
         f"{model_server}/invocations",
@@ -114,7 +114,7 @@ def test_it_answers_as_the_champion_and_switches_without_a_failed_request(flow_e
     client = threading.Thread(target=keep_calling)
     client.start()
     try:
-        second = train(train_path=JAN, val_path=FEB, promote=True)
+        second = train(train_path=JAN, val_path=FEB, promote=True, params=QUICK)
         assert second.champion is True
         promoted_at = time.monotonic()
         switched = wait_for_version(model_server, second.version)

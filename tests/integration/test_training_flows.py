@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import subprocess
 import sys
 
@@ -19,17 +18,17 @@ from prefect.client.orchestration import get_client
 from flows.errors import NotPromotable, TripDataError
 from flows.pipelines.promote import promote
 from flows.pipelines.train import train
-from tests.paths import REPO_ROOT, TLC_DATA
+from tests.integration.params import QUICK, WEAK
+from tests.paths import TLC_DATA
 
 pytestmark = pytest.mark.integration
 
 JAN, FEB = (str(TLC_DATA / f"green_tripdata_2021-0{m}.parquet") for m in (1, 2))
-WEAK = {"n_estimators": 3, "max_depth": 2}  # a deliberately poor model, to test promotion
 
 
 def test_train_logs_registers_and_serves_from_raw_records(flow_env):
     name = flow_env
-    result = train(train_path=JAN, val_path=FEB)
+    result = train(train_path=JAN, val_path=FEB, params=QUICK)
     client = MlflowClient()
     run = client.get_run(result.run_id)
 
@@ -77,7 +76,7 @@ def test_train_logs_registers_and_serves_from_raw_records(flow_env):
 
 
 def test_flow_run_leaves_a_report_linking_to_mlflow(flow_env):
-    result = train(train_path=JAN, val_path=FEB)
+    result = train(train_path=JAN, val_path=FEB, params=QUICK)
 
     async def report_for(run_id):
         async with get_client() as client:
@@ -99,7 +98,7 @@ def test_promotion_both_ways(flow_env):
     weak = train(train_path=JAN, val_path=FEB, params=WEAK, promote=True)
     assert weak.champion is True and "no champion" in weak.promotion.reason
 
-    strong = train(train_path=JAN, val_path=FEB, promote=True)
+    strong = train(train_path=JAN, val_path=FEB, promote=True, params=QUICK)
     assert strong.champion is True
     assert client.get_model_version_by_alias(name, "champion").version == strong.version
     archived = client.get_model_version(name, weak.version)
@@ -127,7 +126,7 @@ def test_a_challenger_over_a_budget_is_refused_naming_it(flow_env, monkeypatch):
     name = flow_env
     weak = train(train_path=JAN, val_path=FEB, params=WEAK, promote=True)
     monkeypatch.setenv("PROMOTION_MAX_P95_LATENCY_MS", "0.001")
-    strong = train(train_path=JAN, val_path=FEB, promote=True)
+    strong = train(train_path=JAN, val_path=FEB, promote=True, params=QUICK)
     assert strong.champion is False
     assert "p95 latency" in strong.promotion.reason
     assert "over the budget of 0.001 ms" in strong.promotion.reason
@@ -138,29 +137,29 @@ def test_a_challenger_over_a_budget_is_refused_naming_it(flow_env, monkeypatch):
 
 
 def test_promotion_compares_on_an_explicit_month(flow_env):
-    train(train_path=JAN, val_path=FEB, promote=True)
-    challenger = train(train_path=FEB, val_path=JAN)
+    train(train_path=JAN, val_path=FEB, promote=True, params=QUICK)
+    challenger = train(train_path=FEB, val_path=JAN, params=QUICK)
     decision = promote(val_path=str(TLC_DATA / "green_tripdata_2023-01.parquet"))
-    assert decision["challenger_version"] == challenger["version"]
-    assert decision["val_uri"].endswith("green_tripdata_2023-01.parquet")
-    assert decision["champion_rmse"] is not None
-    assert "trained on this data" not in decision["reason"]
+    assert decision.challenger_version == challenger.version
+    assert decision.val_uri.endswith("green_tripdata_2023-01.parquet")
+    assert decision.champion_rmse is not None
+    assert "trained on this data" not in decision.reason
 
 
 def test_promotion_warns_when_a_model_was_trained_on_the_validation_month(flow_env):
-    first = train(train_path=JAN, val_path=FEB, promote=True)
-    train(train_path=FEB, val_path=JAN)
+    first = train(train_path=JAN, val_path=FEB, promote=True, params=QUICK)
+    train(train_path=FEB, val_path=JAN, params=QUICK)
     decision = promote()  # the challenger's own validation month: the champion's training data
-    assert f"warning: v{first['version']} trained on this data" in decision["reason"]
+    assert f"warning: v{first.version} trained on this data" in decision.reason
 
 
 def test_failed_run_is_never_promoted(flow_env):
     name = flow_env
-    good = train(train_path=JAN, val_path=FEB, promote=True)
+    good = train(train_path=JAN, val_path=FEB, promote=True, params=QUICK)
     client = MlflowClient()
     # A version whose run failed: registered by hand, as a broken pipeline might leave it.
     with mlflow.start_run() as run:
-        model = mlflow.xgboost.load_model(f"models:/{name}/{good['version']}")
+        model = mlflow.xgboost.load_model(f"models:/{name}/{good.version}")
         mlflow.xgboost.log_model(model, name="model")
     client.set_terminated(run.info.run_id, "FAILED")
     bad = mlflow.register_model(f"runs:/{run.info.run_id}/model", name)
@@ -191,7 +190,7 @@ def test_months_are_fetched_once_into_the_bucket(flow_env, tlc_site, s3, monkeyp
         return len([h for h in hits[before:] if h.endswith(("2021-01.parquet", "2021-02.parquet"))])
 
     before = len(hits)
-    first = train(train_month="2021-01", val_month="2021-02")
+    first = train(train_month="2021-01", val_month="2021-02", params=QUICK)
     assert fetched() == 2
     bucket = f"data-{flow_env}"
     keys = {o["Key"] for o in s3.client().list_objects_v2(Bucket=bucket)["Contents"]}
@@ -199,7 +198,7 @@ def test_months_are_fetched_once_into_the_bucket(flow_env, tlc_site, s3, monkeyp
         "tlc/green/green_tripdata_2021-01.parquet",
         "tlc/green/green_tripdata_2021-02.parquet",
     }
-    second = train(train_month="2021-01", val_month="2021-02")
+    second = train(train_month="2021-01", val_month="2021-02", params=QUICK)
     assert fetched() == 2
     assert MlflowClient().get_run(second.run_id).data.params["train_uri"] == (
         f"s3://{bucket}/tlc/green/green_tripdata_2021-01.parquet"
@@ -221,32 +220,3 @@ def test_a_missing_bucket_object_is_bad_input_not_an_outage(s3):
     location = "s3://missing-objects/green_tripdata_2030-01.parquet"
     with pytest.raises(TripDataError, match=f"{location}: file not found"):
         load_trips(location, s3.client())
-
-
-def test_readme_development_command_works_on_a_fresh_prefect_home(tracking, unique_name, tmp_path):
-    """`python -m flows.cli train-here --train ... --val ...`: no Prefect server, new PREFECT_HOME.
-
-    Prefect then starts a temporary server whose first start (new database, every migration)
-    can outlast Prefect's default 20 s start-up timeout on a loaded machine. The timeout is set to
-    1 s here, so the command passes only because it gives that server the time it needs.
-    """
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "AWS_", "S3_"))}
-    env |= {
-        "PREFECT_HOME": str(tmp_path / "prefect-home"),
-        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "1",
-        "MLFLOW_TRACKING_URI": tracking,
-        "MODEL_NAME": unique_name,
-        "MLFLOW_EXPERIMENT_NAME": unique_name,
-    }
-    result = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "train-here", "--train", JAN, "--val", FEB],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    last = result.stdout.strip().splitlines()[-1]
-    assert re.fullmatch(r"run_id=[0-9a-f]{32} rmse=\d+\.\d{4} version=1", last), last
-    assert "database is locked" not in result.stderr

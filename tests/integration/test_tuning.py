@@ -38,11 +38,11 @@ def test_tuning_leaves_a_parent_run_with_child_trials_and_a_challenger(flow_env,
     assert "plots/optimization_history.png" in plots
 
     # The best parameters, trained and put through the promotion gate.
-    trained = client.get_run(result.run_id)
+    trained = client.get_run(result.training.run_id)
     assert trained.data.tags["tuning.run_id"] == parent.info.run_id
     assert trained.data.params["max_depth"] == str(result.best_params["max_depth"])
     assert trained.data.params["val_uri"] == FEB
-    version = client.get_model_version(name, result.version)
+    version = client.get_model_version(name, result.training.version)
     assert version.tags["promotion.decision"] == "promoted"  # the first version
 
 

@@ -17,7 +17,7 @@ from infra.local.stack import LocalStack, stack_from_env
 from tests.paths import REPO_ROOT, TLC_DATA
 from tests.servers import free_port
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.e2e
 
 MODEL = "taxi-trip-duration"
 # Settings a developer's shell may hold that must not leak into the stack under test.
