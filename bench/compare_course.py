@@ -120,7 +120,7 @@ def main() -> int:
             rows.append(
                 (
                     "ours: train flow, read -> registered",
-                    ours["rmse"],
+                    ours.rmse,
                     time.perf_counter() - started,
                 )
             )
