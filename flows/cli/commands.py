@@ -132,8 +132,12 @@ def run_monitoring(color: str, month: str, version: str | None, timeout_s: int) 
 
 def run_tuning(color: str, train_month: str, val_month: str, trials: int, timeout_s: int) -> int:
     """Run the `tune` deployment (trials as flow runs on the pool), follow it, report."""
-    parameters: dict[str, Any] = {"color": color, "train_month": train_month, "trials": trials}
-    parameters["val_month"] = val_month
+    parameters: dict[str, Any] = {
+        "color": color,
+        "train_month": train_month,
+        "val_month": val_month,
+        "trials": trials,
+    }
     return run_and_report(TUNE_DEPLOYMENT, parameters, tuning_summary, timeout_s)
 
 

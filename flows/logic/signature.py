@@ -49,9 +49,7 @@ def conform_column(values: pd.Series, wanted: Any, source: str, reader: str) -> 
         if pd.api.types.is_datetime64_dtype(values.dtype):
             return values  # MLflow's datetime accepts any precision
         raise mismatch(source, values, wanted, reader)
-    if not pd.api.types.is_numeric_dtype(values.dtype) or pd.api.types.is_bool_dtype(values.dtype):
-        raise mismatch(source, values, wanted, reader)
-    if not pd.api.types.is_numeric_dtype(target) or target == np.bool_:
+    if not (is_number(values.dtype) and is_number(target)):
         raise mismatch(source, values, wanted, reader)
     try:
         cast = values.astype(target)
@@ -70,6 +68,11 @@ def conform_column(values: pd.Series, wanted: Any, source: str, reader: str) -> 
             f"{int(changed.sum())} of {len(values)} values do not fit, e.g. {first}",
         )
     return cast
+
+
+def is_number(dtype: Any) -> bool:
+    """A numeric type that is not boolean."""
+    return pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
 
 
 def mismatch(

@@ -16,14 +16,10 @@ from flows.features import (
     MAX_DURATION_MIN,
     MIN_DURATION_MIN,
     PICKUP,
-    TIMESTAMP_PREFIXES,
     add_duration,
     filter_duration,
     normalize_columns,
-    pickup_column,
 )
-
-PICKUP_NAMES = {prefix + PICKUP for prefix in TIMESTAMP_PREFIXES}
 
 # A trip's row in its file, kept through filtering: TLC records carry no id of their own.
 ROW_COLUMN = "row_in_file"
@@ -74,7 +70,9 @@ def validate_trips(raw: pd.DataFrame, source: str) -> TripData:
     """Check columns, types and values; return the trips with a 1-60 min duration."""
     trips = normalize_columns(raw)
     # The file's own prefix (lpep_ green, tpep_ yellow), to hand served models their names.
-    prefix = pickup_column(raw).removesuffix(PICKUP) if PICKUP_NAMES & set(raw.columns) else "lpep_"
+    prefix = next(
+        (c.removesuffix(PICKUP) for c in map(str, raw.columns) if c.endswith(PICKUP)), "lpep_"
+    )
     required = [PICKUP, DROPOFF, "PULocationID", "DOLocationID", "trip_distance"]
     missing = [name for name in required if name not in trips.columns]
     if missing:
