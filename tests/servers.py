@@ -329,6 +329,7 @@ def start_data_proxy(postgres: Postgres, s3: S3Server, bucket: str, workdir: Pat
         "MLFLOW_AUTH_ADMIN_USERNAME": admin[0],
         "MLFLOW_AUTH_ADMIN_PASSWORD": admin[1],
         "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_urlsafe(16),
+        "MLFLOW_APP_NAME": "data-proxy",  # as in docker-compose.yml
     }
     command = ["bash", str(REPO_ROOT / "services/mlflow/start-server.sh"), "--artifacts-only"]
     command += ["--serve-artifacts", f"--artifacts-destination=s3://{bucket}", "--workers=1"]

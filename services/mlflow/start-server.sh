@@ -32,4 +32,5 @@ for arg in "$@"; do
   if [[ "${arg}" == "--artifacts-only" ]]; then cd "${config_dir}"; fi
 done
 
-exec mlflow server --app-name basic-auth "$@"
+# The data proxy runs MLflow's basic-auth app with writes for admins only (MLFLOW_APP_NAME=data-proxy).
+exec mlflow server --app-name "${MLFLOW_APP_NAME:-basic-auth}" "$@"

@@ -89,6 +89,36 @@ def test_a_worker_account_cannot_change_the_data(data_proxy, worker_account, s3,
     assert s3.client().get_object(Bucket=data_proxy.bucket, Key=key)["ETag"] == before
 
 
+def test_an_account_managing_an_experiment_cannot_write_under_its_id(
+    data_proxy, worker_account, s3
+):
+    # MLflow reads a proxied path's first segment as an experiment id: an account that created
+    # experiment 7 on the tracking server (MANAGE on it, in the same accounts) could write under
+    # 7/ of the data bucket. The data proxy's app refuses every write by anyone but an admin.
+    granted = requests.post(
+        f"{data_proxy.url}/api/3.0/mlflow/users/permissions/grant",
+        json={
+            "username": worker_account[0],
+            "resource_type": "experiment",
+            "resource_id": "7",
+            "permission": "MANAGE",
+        },
+        auth=data_proxy.admin,
+        timeout=30,
+    )
+    granted.raise_for_status()
+    s3.client().put_object(Bucket=data_proxy.bucket, Key="7/kept.txt", Body=b"kept")
+    url = f"{data_proxy.url}/api/2.0/mlflow-artifacts/artifacts/7"
+
+    put = requests.put(f"{url}/planted.txt", data=b"x", auth=worker_account, timeout=30)
+    delete = requests.delete(f"{url}/kept.txt", auth=worker_account, timeout=30)
+    read = requests.get(f"{url}/kept.txt", auth=worker_account, timeout=30)
+
+    assert (put.status_code, delete.status_code, read.status_code) == (403, 403, 200)
+    listed = s3.client().list_objects_v2(Bucket=data_proxy.bucket, Prefix="7/")["Contents"]
+    assert [item["Key"] for item in listed] == ["7/kept.txt"]
+
+
 def test_a_month_missing_from_a_read_only_store_is_read_from_tlc(
     data_proxy, worker_account, s3, tlc_site, monkeypatch
 ):

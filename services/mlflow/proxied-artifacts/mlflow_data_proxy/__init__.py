@@ -1,0 +1,75 @@
+"""The data proxy's app (`mlflow server --app-name data-proxy`): MLflow's basic-auth app, and
+only admins write.
+
+The data proxy serves the data bucket through MLflow's artifact proxy. MLflow decides who may
+write under a proxied path by reading its first segment as an experiment id, so an account that
+creates experiment 7 on the tracking server (the same accounts) could write and delete under
+``7/`` in the data bucket. Here every write to the proxy (PUT, POST, DELETE, multipart uploads)
+needs an admin, whatever experiments the account has; reads stay MLflow's (any account).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+ASGIApp = Callable[[MutableMapping[str, Any], Any, Any], Awaitable[None]]
+
+
+def writer_status(authorization: bytes | None) -> int:
+    """200 when the basic-auth credentials are an admin's, 401 when wrong, 403 otherwise."""
+    from mlflow.server.auth import store
+
+    scheme, _, encoded = (authorization or b"").partition(b" ")
+    try:
+        username, _, password = base64.b64decode(encoded).decode().partition(":")
+    except ValueError:
+        return 401
+    if scheme.lower() != b"basic" or not store.authenticate_user(username, password):
+        return 401
+    return 200 if store.get_user(username).is_admin else 403
+
+
+class AdminsWrite:
+    """ASGI middleware in front of MLflow's: writes to the artifact proxy need an admin."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
+        from mlflow.server.auth import _is_proxy_artifact_path
+
+        is_write = scope["type"] == "http" and scope["method"] not in READ_METHODS
+        if is_write and _is_proxy_artifact_path(scope["path"]):
+            status = await asyncio.to_thread(
+                writer_status, dict(scope["headers"]).get(b"authorization")
+            )
+            if status != 200:
+                await refuse(send, status)
+                return
+        await self.app(scope, receive, send)
+
+
+async def refuse(send: Any, status: int) -> None:
+    """MLflow's shape of a refusal."""
+    message = "only admins write to the data proxy" if status == 403 else "sign in"
+    code = "PERMISSION_DENIED" if status == 403 else "UNAUTHENTICATED"
+    body = json.dumps({"error_code": code, "message": message}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if status == 401:
+        headers.append((b"www-authenticate", b'Basic realm="mlflow"'))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def create_app(app: Any = None) -> Any:
+    """MLflow's basic-auth app around the server, behind the admins-only writes."""
+    from mlflow.server import app as server_app
+    from mlflow.server import auth
+
+    served = auth.create_app(app if app is not None else server_app)
+    return AdminsWrite(served)
