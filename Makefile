@@ -25,7 +25,7 @@ FILES ?=
 NAME ?=
 EXPERIMENT ?=
 MODEL ?=
-PERMISSION ?= EDIT
+PERMISSION ?= READ
 # `make local`'s data directory.
 LOCAL_DIR ?= .local
 LOCAL_RUNNING := $(shell pid=$$(cat "$(LOCAL_DIR)/honcho.pid" 2>/dev/null) && kill -0 "$$pid" 2>/dev/null && echo yes)
@@ -40,7 +40,8 @@ ifeq ($(STACK),local)
   SYNC_AUTOMATIONS := $(LOCAL_CLIENT) python -m infra.prefect.automations
 else
   STACK_CHECK := compose-check
-  ON_WORKER := $(COMPOSE) exec -T worker
+  # Runs started here are tagged with who started them (runs through the gateway get their account).
+  ON_WORKER := $(COMPOSE) exec -T -e STARTED_BY="$(shell id -un)@$(shell hostname)" worker
   SYNC_AUTOMATIONS := $(COMPOSE) run --rm --no-deps prefect-automations
 endif
 BACKUP_DIR ?= backups
@@ -82,7 +83,7 @@ up: compose-only docker-check env ## Build the image, start every service, wait 
 		done; exit 1; }
 	@set -a; . "$(abspath $(ENV_FILE))"; set +a; \
 	echo; echo "MLflow   http://localhost:$${MLFLOW_PORT:-5000}   (MLFLOW_TRACKING_URI for teammates)"; \
-	echo "Prefect  http://localhost:$${PREFECT_PORT:-4200}   (API: http://localhost:$${PREFECT_PORT:-4200}/api)"; \
+	echo "Prefect  http://localhost:$${PREFECT_PORT:-4200}   (API: http://localhost:$${PREFECT_PORT:-4200}/api; sign in with your MLflow account)"; \
 	echo "Model    http://localhost:$${SERVING_PORT:-9696}   (POST /invocations: the champion, MLflow accounts)"; \
 	echo "Data     http://localhost:$${DATA_PROXY_PORT:-5001}   (the data bucket for workers on other hosts: make worker-env)"
 
@@ -153,13 +154,18 @@ user: compose-only docker-check ## Create a teammate's MLflow account and print 
 	@$(COMPOSE) run --rm --no-deps mlflow-users python -m infra.mlflow.users create "$(NAME)"
 
 .PHONY: grant
-grant: compose-only docker-check ## Let a user write to an experiment or model: NAME=alice EXPERIMENT=taxi-trip-duration [PERMISSION=EDIT]
+grant: compose-only docker-check ## Give a user a permission on an experiment or model: NAME=alice EXPERIMENT=<name> [PERMISSION=READ|EDIT|MANAGE]
 	$(call require,NAME $(if $(MODEL),MODEL,EXPERIMENT),make grant NAME=<user> EXPERIMENT=<name> | MODEL=<name> [PERMISSION=READ|EDIT|MANAGE])
 	@$(COMPOSE) run --rm --no-deps mlflow-users python -m infra.mlflow.users grant "$(NAME)" \
 		$(if $(EXPERIMENT),--experiment "$(EXPERIMENT)",--model "$(MODEL)") --permission $(PERMISSION)
 
+.PHONY: audit
+audit: compose-only docker-check ## Print the Prefect gateway's audit log, newest first: [NAME=alice] [LIMIT=50]
+	@$(COMPOSE) run --rm --no-deps -T mlflow-users python -m infra.mlflow.users audit \
+		--limit $(or $(LIMIT),50) $(if $(NAME),--username "$(NAME)")
+
 .PHONY: user-delete
-user-delete: compose-only docker-check ## Delete a teammate's MLflow account: NAME=alice
+user-delete: compose-only docker-check ## Delete an account (teammate or worker), everywhere within the password cache's TTL: NAME=alice
 	$(call require,NAME,make user-delete NAME=<username>)
 	@$(COMPOSE) run --rm --no-deps mlflow-users python -m infra.mlflow.users delete "$(NAME)"
 

@@ -16,6 +16,10 @@ FLOW_RUN_NAME_TAG = "prefect.flow_run_name"
 DEPLOYMENT_TAG = "prefect.deployment"
 DEPLOYMENT_ID_TAG = "prefect.deployment_id"
 FAILURE_REASON_TAG = "failure_reason"
+# Who started the flow run: a Prefect tag `started-by:<account>` (the gateway sets it from the
+# account that signed in), copied onto the MLflow runs the flow run makes.
+STARTED_BY_TAG_PREFIX = "started-by:"
+STARTED_BY_TAG = "platform.started_by"
 
 # Tags on model versions: the seed's stage, and why the promotion flow decided as it did.
 STAGE_TAG, ARCHIVED_BY_TAG = "stage", "archived_by"

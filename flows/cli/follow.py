@@ -20,8 +20,12 @@ def follow(deployment: str, parameters: dict[str, Any], timeout_s: int) -> FlowR
     """Start a deployment's flow run and print its logs as they come; return the ended run."""
     from prefect.deployments import run_deployment
 
+    from flows.resources.deployments import starter_tags
+
     # Called outside an event loop, run_deployment runs synchronously and returns the flow run.
-    flow_run: FlowRun = run_deployment(deployment, parameters=parameters, timeout=0)  # type: ignore[assignment]
+    flow_run: FlowRun = run_deployment(
+        deployment, parameters=parameters, timeout=0, tags=starter_tags()
+    )  # type: ignore[assignment]
     print(f"flow run {flow_run.name} ({flow_run.id}) of {deployment}", flush=True)
     ended = asyncio.run(stream_until_final(flow_run.id, timeout_s))
     print(f"flow run {ended.name} ({ended.id}): {state_name(ended)}", flush=True)

@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
+import getpass
+import os
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
+
+from flows.names import STARTED_BY_TAG_PREFIX
 
 if TYPE_CHECKING:
     from uuid import UUID
 
     from prefect.client.schemas.objects import FlowRun
+
+
+def starter_tags() -> list[str]:
+    """``started-by:<who>`` for a new run: inside a flow run, whoever started that one; else
+    STARTED_BY or this process's user. (Through the Prefect gateway, a person's runs carry the
+    account they signed in with, whatever they send.)"""
+    from prefect.runtime import flow_run
+
+    inherited = [t for t in flow_run.tags or [] if str(t).startswith(STARTED_BY_TAG_PREFIX)]
+    if inherited:
+        return inherited[-1:]
+    return [f"{STARTED_BY_TAG_PREFIX}{os.environ.get('STARTED_BY') or getpass.getuser()}"]
 
 
 def start_runs(deployment: str, parameter_sets: Iterable[dict[str, Any]]) -> list[FlowRun]:
@@ -19,7 +35,7 @@ def start_runs(deployment: str, parameter_sets: Iterable[dict[str, Any]]) -> lis
 
     # Called outside an event loop with timeout=0, run_deployment returns the new flow run.
     return [
-        run_deployment(deployment, parameters=parameters, timeout=0)  # type: ignore[misc]
+        run_deployment(deployment, parameters=parameters, timeout=0, tags=starter_tags())  # type: ignore[misc]
         for parameters in parameter_sets
     ]
 

@@ -11,7 +11,14 @@ from urllib.parse import urlparse
 
 from prefect import get_run_logger, task
 
-from flows.names import DEPLOYMENT_ID_TAG, DEPLOYMENT_TAG, FLOW_RUN_NAME_TAG, FLOW_RUN_TAG
+from flows.names import (
+    DEPLOYMENT_ID_TAG,
+    DEPLOYMENT_TAG,
+    FLOW_RUN_NAME_TAG,
+    FLOW_RUN_TAG,
+    STARTED_BY_TAG,
+    STARTED_BY_TAG_PREFIX,
+)
 from flows.settings import Settings
 from flows.steps.retry import IO_RETRIES
 
@@ -23,12 +30,15 @@ if TYPE_CHECKING:
 
 
 def prefect_tags() -> dict[str, str]:
-    """Tags that link an MLflow run back to the Prefect flow run that made it."""
+    """Tags that link an MLflow run back to the Prefect flow run that made it, and who
+    started that."""
     from prefect.runtime import deployment, flow_run
 
+    starters = [t for t in flow_run.tags or [] if str(t).startswith(STARTED_BY_TAG_PREFIX)]
     tags = {
         FLOW_RUN_TAG: str(flow_run.id or ""),
         FLOW_RUN_NAME_TAG: str(flow_run.name or ""),
+        STARTED_BY_TAG: starters[-1].removeprefix(STARTED_BY_TAG_PREFIX) if starters else "",
     }
     if deployment.id:
         tags[DEPLOYMENT_TAG] = str(deployment.name)

@@ -63,11 +63,20 @@ def grant_permission(
 
 
 def sync_accounts(client: Any) -> int:
-    """The worker's account, and the model server's, read-only: READ on the model it serves
-    (the model need not exist yet), never more."""
+    """The worker's account, the platform's experiments and model (made here, by the admin, so
+    no teammate can take their names first), and the model server's account, read-only: READ
+    on the model it serves, never more."""
     name = os.environ["MLFLOW_WORKER_USERNAME"]
     outcome = ensure_user(client, name, os.environ["MLFLOW_WORKER_PASSWORD"])
     print(f"worker account {name}: {outcome}")
+    settings = Settings.from_env()
+    ensure_training_targets(client, name, settings.experiment_name, settings.model_name)
+    for experiment in (settings.scoring_experiment_name, settings.monitoring_experiment_name):
+        ensure_experiment(client, name, experiment)
+    print(
+        f"experiments {settings.experiment_name}, {settings.scoring_experiment_name}, "
+        f"{settings.monitoring_experiment_name} and model {settings.model_name}: managed by {name}"
+    )
     serving = os.environ.get("MLFLOW_SERVING_USERNAME")
     if serving:
         outcome = ensure_user(client, serving, os.environ["MLFLOW_SERVING_PASSWORD"])
@@ -98,6 +107,17 @@ def ensure_permission(
             client.grant_user_permission(username, resource_type, key, permission)
 
 
+def ensure_experiment(client: Any, worker: str, experiment: str) -> str:
+    """Create an experiment if it is missing and keep the stack's worker its manager; its id."""
+    from mlflow import MlflowClient
+
+    tracking = MlflowClient()
+    found = tracking.get_experiment_by_name(experiment)
+    experiment_id = found.experiment_id if found else tracking.create_experiment(experiment)
+    ensure_permission(client, worker, "experiment", str(experiment_id), "MANAGE")
+    return str(experiment_id)
+
+
 def ensure_training_targets(client: Any, worker: str, experiment: str, model: str) -> str:
     """Create the training experiment and registered model if they are missing, keep the
     stack's worker their manager, and return the experiment's id.
@@ -107,18 +127,16 @@ def ensure_training_targets(client: Any, worker: str, experiment: str, model: st
     """
     from mlflow import MlflowClient
 
+    experiment_id = ensure_experiment(client, worker, experiment)
     tracking = MlflowClient()
-    found = tracking.get_experiment_by_name(experiment)
-    experiment_id = found.experiment_id if found else tracking.create_experiment(experiment)
     try:
         tracking.get_registered_model(model)
     except MlflowException as error:
         if error.error_code != "RESOURCE_DOES_NOT_EXIST":
             raise
         tracking.create_registered_model(model)
-    ensure_permission(client, worker, "experiment", str(experiment_id), "MANAGE")
     ensure_model_permission(client, worker, model, "MANAGE")
-    return str(experiment_id)
+    return experiment_id
 
 
 def create_worker_account(client: Any, name: str) -> int:
@@ -132,12 +150,55 @@ def create_worker_account(client: Any, name: str) -> int:
     experiment, model = settings.experiment_name, settings.model_name
     stack_worker = os.environ["MLFLOW_WORKER_USERNAME"]
     experiment_id = ensure_training_targets(client, stack_worker, experiment, model)
+    # First the gateway's record (the account as a worker, polling only these queues): should
+    # this fail, no account exists that the gateway would take for a teammate.
+    gateway_request("PUT", name, {"work_queues": [WORKER_QUEUE]})
     password = secrets.token_urlsafe(24)
     client.create_user(name, password)
     ensure_permission(client, name, "experiment", experiment_id, "EDIT")
     ensure_model_permission(client, name, model, "MANAGE")
     print(f"MLFLOW_TRACKING_USERNAME={name}")
     print(f"MLFLOW_TRACKING_PASSWORD={password}")
+    return 0
+
+
+# The work queue of workers on other hosts (the `in-stack` queue is the stack's own).
+WORKER_QUEUE = "default"
+
+
+def gateway_request(method: str, worker: str, body: dict[str, Any] | None = None) -> bool:
+    """Record (PUT) or forget (DELETE) a worker account at the Prefect gateway, as the admin;
+    True when the gateway had it (DELETE)."""
+    import requests
+
+    answer = requests.request(
+        method,
+        f"{os.environ['GATEWAY_URL'].rstrip('/')}/gateway/workers/{worker}",
+        json=body,
+        auth=(os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"]),
+        timeout=30,
+    )
+    answer.raise_for_status()
+    return bool(answer.json().get("deleted", True))
+
+
+def print_audit(limit: int, username: str | None) -> int:
+    """The gateway's latest audit entries, one line each, newest first."""
+    import requests
+
+    answer = requests.get(
+        f"{os.environ['GATEWAY_URL'].rstrip('/')}/gateway/audit",
+        params={"limit": str(limit), **({"username": username} if username else {})},
+        auth=(os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"]),
+        timeout=30,
+    )
+    answer.raise_for_status()
+    for entry in answer.json():
+        refused = entry["detail"].get("refused")
+        print(
+            f"{entry['at']}  {entry['username']} ({entry['role']})  {entry['method']} "
+            f"{entry['path']}  {entry['status']}" + (f"  refused: {refused}" if refused else "")
+        )
     return 0
 
 
@@ -161,8 +222,13 @@ def main() -> int:
     target = grant.add_mutually_exclusive_group(required=True)
     target.add_argument("--experiment", help="experiment name")
     target.add_argument("--model", help="registered model name")
-    grant.add_argument("--permission", default="EDIT", choices=["READ", "EDIT", "MANAGE"])
+    grant.add_argument("--permission", default="READ", choices=["READ", "EDIT", "MANAGE"])
+    audit = commands.add_parser("audit", help="print the Prefect gateway's audit log")
+    audit.add_argument("--limit", type=int, default=50)
+    audit.add_argument("--username")
     args = parser.parse_args()
+    if args.command == "audit":
+        return print_audit(args.limit, args.username)
     client = auth_client()
 
     if args.command == "grant":
@@ -186,6 +252,10 @@ def main() -> int:
         return 1
     client.delete_user(args.name)
     print(f"deleted MLflow user {args.name}")
+    # A worker account's record at the gateway goes too, so a later account of the same name
+    # starts as a teammate.
+    if os.environ.get("GATEWAY_URL") and gateway_request("DELETE", args.name):
+        print(f"the Prefect gateway forgot worker {args.name}")
     return 0
 
 

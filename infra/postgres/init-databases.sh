@@ -46,3 +46,12 @@ ensure_database "${MLFLOW_DB_USER}" "${MLFLOW_DB_USER}"
 ensure_database "${MLFLOW_DB_USER}_auth" "${MLFLOW_DB_USER}"
 ensure_role "${PREFECT_DB_USER:?}" "${PREFECT_DB_PASSWORD:?}"
 ensure_database "${PREFECT_DB_USER}" "${PREFECT_DB_USER}"
+# The Prefect gateway's database belongs to the superuser: its role may append to the audit log
+# (infra/postgres/gateway.sql), never rewrite it.
+ensure_role "${GATEWAY_DB_USER:?}" "${GATEWAY_DB_PASSWORD:?}"
+ensure_database gateway postgres
+run_sql -v gateway_role="${GATEWAY_DB_USER}" <<'SQL'
+SELECT format('GRANT CONNECT ON DATABASE gateway TO %I', :'gateway_role') \gexec
+SQL
+POSTGRES_DB=gateway run_sql -v gateway_role="${GATEWAY_DB_USER}" --file "$(dirname "$0")/gateway.sql"
+echo "gateway tables: ready"

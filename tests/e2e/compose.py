@@ -83,9 +83,9 @@ class Stack:
 
     @property
     def prefect_auth(self) -> tuple[str, str]:
-        """(user, password) of the Prefect API's basic auth."""
-        user, password = self.env()["PREFECT_API_AUTH_STRING"].split(":", 1)
-        return user, password
+        """(user, password) of the admin at the Prefect gateway: the MLflow admin's account."""
+        env = self.env()
+        return env["MLFLOW_ADMIN_USERNAME"], env["MLFLOW_ADMIN_PASSWORD"]
 
     def use_mlflow_as(self, monkeypatch: Any, username: str, password: str) -> None:
         """Point this process's MLflow client at the stack as ``username``, with no S3 settings."""

@@ -54,13 +54,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 @pytest.fixture(scope="session")
 def prefect(stack: Stack) -> Iterator[None]:
-    """This process's Prefect client on the stack, with its auth string."""
+    """This process's Prefect client on the stack, through the gateway as the admin."""
     from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
     with temporary_settings(
         {
             PREFECT_API_URL: stack.prefect_api_url,
-            PREFECT_API_AUTH_STRING: stack.env()["PREFECT_API_AUTH_STRING"],
+            PREFECT_API_AUTH_STRING: ":".join(stack.prefect_auth),
         }
     ):
         yield

@@ -28,6 +28,8 @@ STACK_SECRETS = (
     "MLFLOW_SECRET_KEY",
     "MLFLOW_WORKER_PASSWORD",
     "MLFLOW_SERVING_PASSWORD",
+    "PREFECT_API_AUTH_STRING",
+    "GATEWAY_DB_PASSWORD",
 )
 
 
@@ -62,6 +64,8 @@ def test_a_worker_on_another_host_trains_to_a_registered_version(
     assert given["MLFLOW_TRACKING_URI"] == stack.mlflow_url
     assert given["PREFECT_API_URL"] == stack.prefect_api_url
     assert given["MLFLOW_TRACKING_USERNAME"] == NAME
+    # Its own account at the Prefect gateway as well.
+    assert given["PREFECT_API_AUTH_STRING"] == f"{NAME}:{given['MLFLOW_TRACKING_PASSWORD']}"
     text = settings_file.read_text()
     leaked = [name for name in STACK_SECRETS if env[name] in text]
     assert not leaked, f"the worker's settings hold the stack's {leaked}"

@@ -36,7 +36,7 @@ def test_only_the_authenticated_services_are_published(stack):
     ports = published_ports(stack)
     assert ports.pop("mlflow") == [int(env["MLFLOW_PORT"])]
     assert ports.pop("data-proxy") == [int(env["DATA_PROXY_PORT"])]
-    assert ports.pop("prefect-server") == [int(env["PREFECT_PORT"])]
+    assert ports.pop("prefect-gateway") == [int(env["PREFECT_PORT"])]
     assert ports.pop("serving") == [int(env["SERVING_PORT"])]
     assert all(not published for published in ports.values()), ports
     assert published_addresses(stack) == {env["BIND_ADDRESS"]}  # never 0.0.0.0 unless asked
@@ -121,7 +121,7 @@ def test_deployed_flow_runs_on_the_online_worker(stack):
         env={
             **os.environ,
             "PREFECT_API_URL": api,
-            "PREFECT_API_AUTH_STRING": stack.env()["PREFECT_API_AUTH_STRING"],
+            "PREFECT_API_AUTH_STRING": ":".join(stack.prefect_auth),
         },
         capture_output=True,
         text=True,

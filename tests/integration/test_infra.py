@@ -54,6 +54,8 @@ def test_init_databases_gives_each_service_its_own_database(postgres):
         "MLFLOW_DB_PASSWORD": ml_pw,
         "PREFECT_DB_USER": pf_user,
         "PREFECT_DB_PASSWORD": pf_pw,
+        "GATEWAY_DB_USER": f"gateway_{suffix}",
+        "GATEWAY_DB_PASSWORD": secrets.token_urlsafe(16),
     }
     script = ["bash", str(REPO_ROOT / "infra/postgres/init-databases.sh")]
     subprocess.run(script, env=env, check=True, capture_output=True)

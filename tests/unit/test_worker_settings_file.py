@@ -33,6 +33,16 @@ def test_the_file_holds_urls_and_its_own_account_only():
     assert values["DATA_PROXY_URL"] == "http://10.0.0.5:5001"
     assert values["WORKER_QUEUES"] == "default"  # never the in-stack queue, which writes data
     assert values["MLFLOW_TRACKING_PASSWORD"] == "its-own"
+    # Its own account at the Prefect gateway too, never the stack's internal string.
+    assert values["PREFECT_API_AUTH_STRING"] == "gpu-box:its-own"
     assert "make worker WORKER_ENV=worker-gpu-box.env" in text
-    for secret in ("s3-secret", "pg-secret", "admin-secret"):
+    for secret in ("s3-secret", "pg-secret", "admin-secret", "prefect-secret"):
         assert secret not in text
+
+
+def test_a_stack_behind_tls_is_given_by_https_urls():
+    text = worker_settings(STACK, ACCOUNT, "gpu-box", "https://stack.example.org", "w.env")
+    values = parse_env(text)
+    assert values["MLFLOW_TRACKING_URI"] == "https://stack.example.org"
+    assert values["PREFECT_API_URL"] == "https://stack.example.org:4443/api"
+    assert values["DATA_PROXY_URL"] == "https://stack.example.org:5443"

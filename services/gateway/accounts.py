@@ -1,0 +1,186 @@
+"""Signing callers in with their MLflow account, and what the gateway stores of its own: the
+worker accounts with their work queues, and the append-only audit log (PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from services.gateway.checks import Caller
+
+# Bounded, so a flood of distinct good credentials cannot grow the process without end.
+CACHE_ENTRIES = 10_000
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """A username and password, parsed from a basic-auth header or a WebSocket token."""
+
+    username: str
+    password: str
+
+
+def from_header(authorization: str | None) -> Credentials | None:
+    """Credentials of ``Authorization: Basic ...``, or None when absent or malformed."""
+    if not authorization:
+        return None
+    scheme, _, encoded = authorization.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except ValueError:
+        return None
+    return from_token(decoded)
+
+
+def from_token(token: Any) -> Credentials | None:
+    """Credentials of a ``user:password`` string (Prefect's auth string), or None."""
+    if not isinstance(token, str):
+        return None
+    username, separator, password = token.partition(":")
+    if not separator or not username or not password:
+        return None
+    return Credentials(username, password)
+
+
+class MlflowAccounts:
+    """Asks the MLflow server who the credentials are; good answers are cached for ``ttl_s``,
+    keyed on the username and a keyed hash of the password. Wrong passwords are never cached."""
+
+    def __init__(self, tracking_uri: str, ttl_s: float, store: Store) -> None:
+        self.url = f"{tracking_uri.rstrip('/')}/api/2.0/mlflow/users/get"
+        self.ttl_s, self.store = ttl_s, store
+        self.key = secrets.token_bytes(32)  # per process: the cache never holds a password
+        self.cache: OrderedDict[tuple[str, bytes], tuple[float, Caller]] = OrderedDict()
+        self.http = httpx.AsyncClient(timeout=10)
+
+    def cache_key(self, credentials: Credentials) -> tuple[str, bytes]:
+        """The username and a keyed hash of the password."""
+        digest = hmac.new(self.key, credentials.password.encode(), hashlib.sha256).digest()
+        return credentials.username, digest
+
+    async def sign_in(self, credentials: Credentials | None) -> Caller | int:
+        """The caller, or the status that refuses them: 401 (no or wrong credentials), 503."""
+        if credentials is None:
+            return 401
+        key = self.cache_key(credentials)
+        cached = self.cache.get(key)
+        if cached and cached[0] > time.monotonic():
+            self.cache.move_to_end(key)
+            return cached[1]
+        basic = base64.b64encode(f"{credentials.username}:{credentials.password}".encode())
+        try:
+            answer = await self.http.get(
+                self.url,
+                params={"username": credentials.username},
+                headers={"Authorization": f"Basic {basic.decode()}"},
+            )
+        except httpx.HTTPError:
+            return 503
+        if answer.status_code in (401, 403):
+            return 401
+        if answer.status_code != 200:
+            return 503
+        caller = await self.caller(credentials.username, bool(answer.json()["user"]["is_admin"]))
+        self.cache[key] = (time.monotonic() + self.ttl_s, caller)
+        while len(self.cache) > CACHE_ENTRIES:
+            self.cache.popitem(last=False)
+        return caller
+
+    async def caller(self, username: str, is_admin: bool) -> Caller:
+        """The account's role: admin, a worker on other hosts (with its queues), or teammate."""
+        if is_admin:
+            return Caller(username, "admin")
+        queues = await self.store.worker_queues(username)
+        if queues is not None:
+            return Caller(username, "worker", tuple(queues))
+        return Caller(username, "teammate")
+
+    def forget(self, username: str) -> None:
+        """Drop the account's cached sign-ins (its worker record changed)."""
+        for key in [key for key in self.cache if key[0] == username]:
+            del self.cache[key]
+
+
+class Store:
+    """The gateway's tables (infra/postgres/gateway.sql): worker accounts, and the audit log,
+    which the gateway's database role may only add to and read."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self.pool: Any = None
+        self.lock = asyncio.Lock()
+
+    async def connection_pool(self) -> Any:
+        """The asyncpg pool, opened on first use."""
+        import asyncpg
+
+        async with self.lock:
+            if self.pool is None:
+                self.pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=4)
+        return self.pool
+
+    async def worker_queues(self, username: str) -> list[str] | None:
+        """The work queues of a worker account, or None when the account is no worker."""
+        pool = await self.connection_pool()
+        row = await pool.fetchrow(
+            "SELECT work_queues FROM gateway_workers WHERE username = $1", username
+        )
+        return list(row["work_queues"]) if row else None
+
+    async def set_worker(self, username: str, queues: list[str]) -> None:
+        """Record (or change) a worker account and its queues."""
+        pool = await self.connection_pool()
+        await pool.execute(
+            "INSERT INTO gateway_workers (username, work_queues) VALUES ($1, $2) "
+            "ON CONFLICT (username) DO UPDATE SET work_queues = EXCLUDED.work_queues",
+            username,
+            queues,
+        )
+
+    async def delete_worker(self, username: str) -> bool:
+        """Forget a worker account; True when there was one."""
+        pool = await self.connection_pool()
+        status = await pool.execute("DELETE FROM gateway_workers WHERE username = $1", username)
+        return bool(status != "DELETE 0")
+
+    async def audit(self, entry: dict[str, Any]) -> None:
+        """Append one entry to the audit log."""
+        pool = await self.connection_pool()
+        await pool.execute(
+            "INSERT INTO gateway_audit (username, role, method, path, status, client, detail) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            entry["username"],
+            entry["role"],
+            entry["method"],
+            entry["path"],
+            entry["status"],
+            entry["client"],
+            json.dumps(entry.get("detail") or {}),
+        )
+
+    async def audit_entries(self, limit: int, username: str | None) -> list[dict[str, Any]]:
+        """The latest entries, newest first."""
+        pool = await self.connection_pool()
+        rows = await pool.fetch(
+            "SELECT id, at, username, role, method, path, status, client, detail "
+            "FROM gateway_audit WHERE ($2::text IS NULL OR username = $2) "
+            "ORDER BY id DESC LIMIT $1",
+            limit,
+            username,
+        )
+        return [
+            {**dict(row), "at": row["at"].isoformat(), "detail": json.loads(row["detail"])}
+            for row in rows
+        ]
