@@ -153,8 +153,9 @@ def deployment(gateway, prefect_server) -> dict[str, str]:
                 name=f"gateway-check-{uuid.uuid4().hex[:6]}",
                 work_pool_name=POOL,
                 work_queue_name="default",
-                path=str(REPO_ROOT),
-                entrypoint="tests/integration/gateway_flow/check.py:gateway_check",
+                # The flow's own folder: the worker copies it into each run's directory.
+                path=str(REPO_ROOT / "tests/integration/gateway_flow"),
+                entrypoint="check.py:gateway_check",
                 parameter_openapi_schema={
                     "type": "object",
                     "properties": {"value": {"type": "integer"}},
