@@ -13,6 +13,7 @@ from flows.logic.results import PlatformCheckResult
 from flows.resources.store import data_store
 from flows.settings import Settings
 from flows.steps.retry import IO_RETRIES
+from flows.steps.tracking import prefect_tags
 
 
 @task(**IO_RETRIES)
@@ -21,7 +22,7 @@ def log_probe_run(experiment_name: str) -> str:
     import mlflow
 
     mlflow.set_experiment(experiment_name)
-    with mlflow.start_run(run_name="platform-check") as run:
+    with mlflow.start_run(run_name="platform-check", tags=prefect_tags()) as run:
         mlflow.log_param("probe", "platform-check")
         mlflow.log_metric("ok", 1.0)
         with tempfile.TemporaryDirectory() as tmp:

@@ -36,7 +36,7 @@ def test_mlflow_api_and_artifact_proxy_need_a_password(stack):
         assert status("GET", url, auth=admin) == 200
 
 
-def test_prefect_api_needs_the_auth_string(stack):
+def test_prefect_api_needs_an_account(stack):
     url = f"{stack.prefect_api_url}/flows/filter"
     assert status("POST", url, json={}) == 401
     assert status("POST", url, json={}, auth=(stack.prefect_auth[0], "wrong")) == 401
