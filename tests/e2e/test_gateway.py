@@ -44,7 +44,7 @@ def erin(stack) -> tuple[str, str]:
 
 
 def test_a_teammate_runs_a_deployment_from_outside_and_is_its_recorded_starter(
-    stack, erin, monkeypatch
+    stack, trained, erin, monkeypatch
 ):
     run = subprocess.run(
         ["uv", "run", "--frozen", "prefect", "deployment", "run"]

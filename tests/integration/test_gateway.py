@@ -5,6 +5,7 @@ real flow run through it. Each thing a role must not do is tried, and refused.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -139,14 +140,13 @@ def deployment(gateway, prefect_server) -> dict[str, str]:
     through the gateway with Prefect's own client."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectAlreadyExists
     from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
     async def create() -> str:
         async with get_client() as client:
-            try:
+            with contextlib.suppress(ObjectAlreadyExists):  # made by an earlier module's run
                 await client.create_work_pool(WorkPoolCreate(name=POOL, type="process"))
-            except Exception:  # noqa: BLE001 (made by an earlier run on this server)
-                pass
             flow_id = await client.create_flow_from_name("gateway-check")
             deployment_id = await client.create_deployment(
                 flow_id=flow_id,
