@@ -106,11 +106,9 @@ def flow_runs(api: str, auth_string: str, deployment: str, runs: int, home: Path
         "PREFECT_WORKER_QUERY_SECONDS": "1",
     }
     command = [sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL]
-    worker = subprocess.Popen(
-        [*command, "--type", "process", "--work-queue", "default"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    home.mkdir(parents=True, exist_ok=True)
+    worker = servers.start_logged(
+        [*command, "--type", "process", "--work-queue", "default"], env, home / "worker.log"
     )
     seconds = []
     try:
