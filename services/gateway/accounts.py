@@ -4,98 +4,55 @@ worker accounts with their work queues, and the append-only audit log (PostgreSQ
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import hmac
 import json
-import secrets
-import time
-from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from services.gateway.checks import Caller
-
-# Bounded, so a flood of distinct good credentials cannot grow the process without end.
-CACHE_ENTRIES = 10_000
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """A username and password, parsed from a basic-auth header or a WebSocket token."""
-
-    username: str
-    password: str
-
-
-def from_header(authorization: str | None) -> Credentials | None:
-    """Credentials of ``Authorization: Basic ...``, or None when absent or malformed."""
-    if not authorization:
-        return None
-    scheme, _, encoded = authorization.partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-    except ValueError:
-        return None
-    return from_token(decoded)
-
-
-def from_token(token: Any) -> Credentials | None:
-    """Credentials of a ``user:password`` string (Prefect's auth string), or None."""
-    if not isinstance(token, str):
-        return None
-    username, separator, password = token.partition(":")
-    if not separator or not username or not password:
-        return None
-    return Credentials(username, password)
+from services.signin import CredentialCache, Credentials, FailureBrake, basic_header
 
 
 class MlflowAccounts:
-    """Asks the MLflow server who the credentials are; good answers are cached for ``ttl_s``,
-    keyed on the username and a keyed hash of the password. Wrong passwords are never cached."""
+    """Asks the MLflow server who the credentials are, through services/signin.py's cache and
+    brake: good answers cached for ``ttl_s``, wrong passwords never, and repeated wrong ones
+    refused at once (429) without asking MLflow."""
 
     def __init__(self, tracking_uri: str, ttl_s: float, store: Store) -> None:
         self.url = f"{tracking_uri.rstrip('/')}/api/2.0/mlflow/users/get"
-        self.ttl_s, self.store = ttl_s, store
-        self.key = secrets.token_bytes(32)  # per process: the cache never holds a password
-        self.cache: OrderedDict[tuple[str, bytes], tuple[float, Caller]] = OrderedDict()
+        self.store = store
+        self.cache: CredentialCache[Caller] = CredentialCache(ttl_s)
+        self.brake = FailureBrake()
         self.http = httpx.AsyncClient(timeout=10)
 
-    def cache_key(self, credentials: Credentials) -> tuple[str, bytes]:
-        """The username and a keyed hash of the password."""
-        digest = hmac.new(self.key, credentials.password.encode(), hashlib.sha256).digest()
-        return credentials.username, digest
-
-    async def sign_in(self, credentials: Credentials | None) -> Caller | int:
-        """The caller, or the status that refuses them: 401 (no or wrong credentials), 503."""
+    async def sign_in(
+        self, credentials: Credentials | None, address: str | None = None
+    ) -> Caller | int:
+        """The caller, or the status that refuses them: 401 (no or wrong credentials), 429 (too
+        many wrong ones lately), 503 (MLflow did not answer)."""
         if credentials is None:
             return 401
-        key = self.cache_key(credentials)
-        cached = self.cache.get(key)
-        if cached and cached[0] > time.monotonic():
-            self.cache.move_to_end(key)
-            return cached[1]
-        basic = base64.b64encode(f"{credentials.username}:{credentials.password}".encode())
+        cached = self.cache.get(credentials.username, credentials.password)
+        if cached is not None:
+            return cached
+        if self.brake.retry_after(address, credentials.username) > 0:
+            return 429
         try:
             answer = await self.http.get(
                 self.url,
                 params={"username": credentials.username},
-                headers={"Authorization": f"Basic {basic.decode()}"},
+                headers={"Authorization": basic_header(credentials)},
             )
         except httpx.HTTPError:
             return 503
         if answer.status_code in (401, 403):
+            self.brake.failed(address, credentials.username)
             return 401
         if answer.status_code != 200:
             return 503
+        self.brake.succeeded(credentials.username)
         caller = await self.caller(credentials.username, bool(answer.json()["user"]["is_admin"]))
-        self.cache[key] = (time.monotonic() + self.ttl_s, caller)
-        while len(self.cache) > CACHE_ENTRIES:
-            self.cache.popitem(last=False)
+        self.cache.put(credentials.username, credentials.password, caller)
         return caller
 
     async def caller(self, username: str, is_admin: bool) -> Caller:
@@ -109,8 +66,7 @@ class MlflowAccounts:
 
     def forget(self, username: str) -> None:
         """Drop the account's cached sign-ins (its worker record changed)."""
-        for key in [key for key in self.cache if key[0] == username]:
-            del self.cache[key]
+        self.cache.forget(username)
 
 
 class Store:

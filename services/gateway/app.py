@@ -34,8 +34,9 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from services.gateway import policy
-from services.gateway.accounts import Credentials, MlflowAccounts, Store, from_header, from_token
+from services.gateway.accounts import MlflowAccounts, Store
 from services.gateway.checks import Caller, refusal, with_starter
+from services.signin import from_header, from_token
 
 logger = logging.getLogger("gateway")
 
@@ -79,6 +80,7 @@ def refused(status: int, message: str) -> JSONResponse:
 
 SIGN_IN = {
     401: "sign in with your MLflow account: PREFECT_API_AUTH_STRING=<user>:<password>",
+    429: "too many wrong passwords lately: wait a little, then sign in again",
     503: "the MLflow server could not check the credentials; try again",
 }
 
@@ -110,9 +112,9 @@ class Gateway:
         template = policy.route_of(request.method, api_path)
         if template in ("/health", "/ready") and request.method == "GET":
             return await self.forward(request, path, None)
-        signed_in = await self.accounts.sign_in(from_header(request.headers.get("authorization")))
-        if isinstance(signed_in, int):
-            return refused(signed_in, SIGN_IN[signed_in])
+        signed_in = await self.sign_in(request)
+        if isinstance(signed_in, Response):
+            return signed_in
         caller = signed_in
         body = await self.json_body(request)
         if isinstance(body, Response):
@@ -265,7 +267,8 @@ class Gateway:
         except (WebSocketDisconnect, ValueError):
             return
         token = message.get("token") if isinstance(message, dict) else None
-        signed_in = await self.accounts.sign_in(from_token(token))
+        address = websocket.client.host if websocket.client else None
+        signed_in = await self.accounts.sign_in(from_token(token), address)
         if isinstance(signed_in, int):
             await websocket.close(WS_POLICY_VIOLATION, SIGN_IN[signed_in][:120])
             return
@@ -345,16 +348,18 @@ class Gateway:
 
     # --- the gateway's own routes ------------------------------------------------------------
 
-    async def signed_in(self, request: Request) -> Caller | Response:
-        """The caller of a /gateway route, or the answer refusing them."""
-        signed_in = await self.accounts.sign_in(from_header(request.headers.get("authorization")))
+    async def sign_in(self, request: Request) -> Caller | Response:
+        """The caller, or the answer refusing them."""
+        address = request.client.host if request.client else None
+        credentials = from_header(request.headers.get("authorization"))
+        signed_in = await self.accounts.sign_in(credentials, address)
         if isinstance(signed_in, int):
             return refused(signed_in, SIGN_IN[signed_in])
         return signed_in
 
     async def admin(self, request: Request) -> Caller | Response:
         """The caller, when an admin."""
-        caller = await self.signed_in(request)
+        caller = await self.sign_in(request)
         if isinstance(caller, Caller) and caller.role != "admin":
             return refused(403, "only admins may use this route")
         return caller
@@ -369,7 +374,7 @@ class Gateway:
 
     async def whoami(self, request: Request) -> Response:
         """Who the credentials are to the gateway."""
-        caller = await self.signed_in(request)
+        caller = await self.sign_in(request)
         if not isinstance(caller, Caller):
             return caller
         return JSONResponse(
@@ -435,4 +440,4 @@ def create_app(settings: GatewaySettings) -> Starlette:
     return app
 
 
-__all__ = ["Credentials", "GatewaySettings", "create_app"]
+__all__ = ["GatewaySettings", "create_app"]
