@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     # The serving service answers with the version behind this alias, looked up this often.
     serving_alias: str = CHAMPION
     serving_poll_seconds: float = Field(default=5.0, gt=0)
+    # What one prediction request may hold: larger bodies get 413, more rows 400.
+    serving_max_body_bytes: int = Field(default=1_048_576, gt=0)
+    serving_max_rows: int = Field(default=1_000, gt=0)
 
     @property
     def scoring_experiment_name(self) -> str:

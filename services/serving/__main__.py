@@ -9,7 +9,7 @@ import sys
 import threading
 
 from flows.settings import Settings
-from services.serving.app import AliasFollower, ChampionServer, MlflowAuthenticator
+from services.serving.app import AliasFollower, ChampionServer, Limits, MlflowAuthenticator
 
 # MLflow's server default, and the bound on how long a deleted account keeps working here.
 DEFAULT_AUTH_TTL_S = 30.0
@@ -34,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     thread.start()
     ttl = float(os.environ.get("MLFLOW_AUTH_CACHE_TTL_SECONDS") or DEFAULT_AUTH_TTL_S)
     authenticator = MlflowAuthenticator(os.environ["MLFLOW_TRACKING_URI"], settings.model_name, ttl)
-    server = ChampionServer(follower, authenticator)
+    limits = Limits(settings.serving_max_body_bytes, settings.serving_max_rows)
+    server = ChampionServer(follower, authenticator, limits)
     try:
         uvicorn.run(server, host=args.host, port=args.port, log_level="warning")
     finally:

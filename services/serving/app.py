@@ -8,14 +8,20 @@ until the swap, so a promotion never fails a request. Every answer names its ver
 ``X-Model-Version`` header.
 
 Callers sign in with their MLflow account (HTTP basic auth), checked against the MLflow server
-itself and remembered for MLFLOW_AUTH_CACHE_TTL_SECONDS, as MLflow's own password cache does.
-Wrong credentials are never remembered. ``/ping`` and ``/health`` answer anyone (no data).
+itself and remembered for MLFLOW_AUTH_CACHE_TTL_SECONDS, as MLflow's own password cache does
+(services/signin.py: keyed on the user and a keyed hash of the password, bounded). Wrong
+credentials are never remembered, and repeated ones are refused at once for a while (429).
+``/ping`` and ``/health`` answer anyone (no data).
+
+Before MLflow's app sees a prediction request, its body is bounded (SERVING_MAX_BODY_BYTES: 413),
+its rows too (SERVING_MAX_ROWS: 400), and each record is checked as training checks trips
+(services/serving/inputs.py: 400 naming the column and the value). Error answers never quote the
+request back: MLflow's own, which do, are replaced by a short line.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import threading
@@ -25,6 +31,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
+
+from services.serving.inputs import Refused, records_of, validate
+from services.signin import CredentialCache, Credentials, FailureBrake, basic_header, from_header
 
 logger = logging.getLogger("serving")
 
@@ -116,36 +125,90 @@ class MlflowAuthenticator:
 
     def __init__(self, tracking_uri: str, model_name: str, ttl_s: float) -> None:
         self.url = f"{tracking_uri.rstrip('/')}/api/2.0/mlflow/registered-models/get"
-        self.model_name, self.ttl_s = model_name, ttl_s
-        self.valid_until: dict[str, float] = {}
+        self.model_name = model_name
+        self.cache: CredentialCache[bool] = CredentialCache(ttl_s)
+        self.brake = FailureBrake()
 
-    def ask_mlflow(self, authorization: str) -> int:
-        """MLflow's answer to these credentials: 200 (may read), 401 or 403."""
+    def ask_mlflow(self, credentials: Credentials) -> int:
+        """MLflow's answer to these credentials: 200 (may read the model), 401, 403, 404 (signed
+        in, but the model does not exist yet) or 503."""
         answer = requests.get(
             self.url,
             params={"name": self.model_name},
-            headers={"Authorization": authorization},
+            headers={"Authorization": basic_header(credentials)},
             timeout=10,
         )
-        if answer.status_code in (401, 403):
+        if answer.status_code in (401, 403, 404):
             return answer.status_code
-        # 404: signed in, and the model does not exist yet. Anything else is MLflow's trouble.
-        return 200 if answer.status_code in (200, 404) else 503
+        return 200 if answer.status_code == 200 else 503
 
-    async def check(self, authorization: bytes | None) -> int:
-        """200 when the credentials may read the model (cached), else 401, 403 or 503."""
-        if not authorization or not authorization.lower().startswith(b"basic "):
+    async def check(self, authorization: bytes | None, address: str | None = None) -> int:
+        """200 when the credentials may read the model (cached), else 401, 403, 429 or 503."""
+        credentials = from_header(authorization)
+        if credentials is None:
             return 401
-        key = hashlib.sha256(authorization).hexdigest()
-        if self.valid_until.get(key, 0.0) > time.monotonic():
+        if self.cache.get(credentials.username, credentials.password):
             return 200
+        if self.brake.retry_after(address, credentials.username) > 0:
+            return 429
         try:
-            status = await asyncio.to_thread(self.ask_mlflow, authorization.decode("latin-1"))
+            status = await asyncio.to_thread(self.ask_mlflow, credentials)
         except requests.RequestException:
             return 503
+        # Only a 200 is remembered: a 404 (no such model yet) is answered, never cached.
         if status == 200:
-            self.valid_until[key] = time.monotonic() + self.ttl_s
+            self.brake.succeeded(credentials.username)
+            self.cache.put(credentials.username, credentials.password, True)
+        elif status == 401:
+            self.brake.failed(address, credentials.username)
         return status
+
+
+def replay(body: bytes) -> Receive:
+    """A ``receive`` that hands MLflow's app the body already read."""
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
+
+
+def without_echo(send: Send) -> Send:
+    """``send`` that replaces the body of MLflow's error answers (which quote the input) with
+    one short line."""
+    status = 200
+
+    async def send_without_echo(message: Message) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = int(message["status"])
+            if status >= 400:
+                return  # sent with the replaced body
+        elif message["type"] == "http.response.body" and status >= 400:
+            if message.get("more_body"):
+                return
+            line = MLFLOW_ERRORS.get(status, "the model server could not answer this request")
+            payload = json.dumps({"error_code": ERROR_CODES.get(status, "ERROR"), "message": line})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": status,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(payload)).encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": payload.encode()})
+            return
+        await send(message)
+
+    return send_without_echo
 
 
 async def respond(send: Send, status: int, body: dict[str, str], headers: list[Any]) -> None:
@@ -168,15 +231,32 @@ async def respond(send: Send, status: int, body: dict[str, str], headers: list[A
 REFUSALS = {
     401: ("UNAUTHENTICATED", "sign in with an MLflow account (HTTP basic auth)"),
     403: ("PERMISSION_DENIED", "this MLflow account may not read the model"),
+    429: ("TOO_MANY_REQUESTS", "too many wrong passwords lately: wait a little, then try again"),
     503: ("TEMPORARILY_UNAVAILABLE", "the MLflow server could not check the credentials"),
 }
+ERROR_CODES = {400: "BAD_REQUEST", 413: "REQUEST_TOO_LARGE"}
+# MLflow's scoring app quotes invalid input in its errors: its error bodies become these lines.
+MLFLOW_ERRORS = {
+    400: "the records do not fit the model's signature (columns and types of a TLC trip)",
+    415: "send JSON (Content-Type: application/json)",
+}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one prediction request may hold."""
+
+    max_body_bytes: int = 1_048_576
+    max_rows: int = 1_000
 
 
 class ChampionServer:
     """The ASGI app: auth, then MLflow's scoring app of the current version, with its header."""
 
-    def __init__(self, follower: AliasFollower, authenticator: MlflowAuthenticator) -> None:
-        self.follower, self.authenticator = follower, authenticator
+    def __init__(
+        self, follower: AliasFollower, authenticator: MlflowAuthenticator, limits: Limits = Limits()
+    ) -> None:
+        self.follower, self.authenticator, self.limits = follower, authenticator, limits
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -187,21 +267,60 @@ class ChampionServer:
         if scope["path"] in OPEN_PATHS:
             await respond(send, 200, {"status": "ok"}, [])
             return
-        status = await self.authenticator.check(dict(scope["headers"]).get(b"authorization"))
+        headers = dict(scope["headers"])
+        client = scope.get("client")
+        status = await self.authenticator.check(
+            headers.get(b"authorization"), client[0] if client else None
+        )
+        if status == 404:
+            await self.no_champion(send)
+            return
         if status != 200:
             code, message = REFUSALS[status]
             challenge = [(b"www-authenticate", b'Basic realm="mlflow"')] if status == 401 else []
+            if status == 429:
+                challenge = [(b"retry-after", b"5")]
             await respond(send, status, {"error_code": code, "message": message}, challenge)
             return
+        if scope["method"] == "POST" and scope["path"].rstrip("/") == "/invocations":
+            try:
+                body = await self.checked_body(headers, receive)
+            except Refused as refused:
+                error = {"error_code": ERROR_CODES[refused.status], "message": refused.message}
+                await respond(send, refused.status, error, [])
+                return
+            receive = replay(body)
         loaded = self.follower.current  # read once: this request is answered by one version
         if loaded is None:
-            message = (
-                f"model {self.follower.model_name!r} has no {self.follower.alias!r} version yet "
-                f"(train and promote one: make train)"
-            )
-            await respond(send, 503, {"error_code": "NO_CHAMPION", "message": message}, [])
+            await self.no_champion(send)
             return
-        await loaded.app(scope, receive, self.with_version(send, loaded))
+        await loaded.app(scope, receive, self.with_version(without_echo(send), loaded))
+
+    async def no_champion(self, send: Send) -> None:
+        """503: nothing to answer with yet."""
+        message = (
+            f"model {self.follower.model_name!r} has no {self.follower.alias!r} version yet "
+            f"(train and promote one: make train)"
+        )
+        await respond(send, 503, {"error_code": "NO_CHAMPION", "message": message}, [])
+
+    async def checked_body(self, headers: dict[bytes, bytes], receive: Receive) -> bytes:
+        """The request's body, within the limits, its records valid; else Refused."""
+        limit = self.limits.max_body_bytes
+        declared = headers.get(b"content-length")
+        too_large = f"bodies are limited to {limit} bytes (SERVING_MAX_BODY_BYTES)"
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise Refused(413, too_large)
+        body = bytearray()
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if len(body) > limit:
+                raise Refused(413, too_large)
+            if not message.get("more_body"):
+                break
+        validate(records_of(bytes(body), self.limits.max_rows))
+        return bytes(body)
 
     @staticmethod
     def with_version(send: Send, loaded: Loaded) -> Send:

@@ -83,6 +83,37 @@ def test_anonymous_calls_are_refused(model_server):
     assert requests.get(f"{model_server}/version").status_code == 401
 
 
+def test_requests_beyond_the_limits_or_unlike_trips_are_refused_in_one_line(flow_env, model_server):
+    mlflow.MlflowClient().create_registered_model(flow_env)  # signed in: 200, not 404
+
+    def post(body: bytes | dict) -> requests.Response:
+        if isinstance(body, dict):
+            return requests.post(f"{model_server}/invocations", json=body, auth=AUTH)
+        headers = {"Content-Type": "application/json"}
+        return requests.post(f"{model_server}/invocations", data=body, auth=AUTH, headers=headers)
+
+    good = invocation(records(2))["dataframe_split"]
+    zones = good["columns"].index("PULocationID"), good["columns"].index("trip_distance")
+
+    def with_value(column: int, value) -> dict:
+        rows = [list(row) for row in good["data"]]
+        rows[1][column] = value
+        return {"dataframe_split": {"columns": good["columns"], "data": rows}}
+
+    junk = os.urandom(5 * 1024 * 1024)
+    cases = {
+        "too large": (post(junk), 413, "bodies are limited to 1048576 bytes"),
+        "too many rows": (post(invocation(records(1001))), 400, "at most 1000 per request"),
+        "zone": (post(with_value(zones[0], 999)), 400, "row 1: PULocationID 999 is not a TLC zone"),
+        "distance": (post(with_value(zones[1], -5)), 400, "row 1: trip_distance -5 is not"),
+        "not json": (post(b"\x00" * 100), 400, "the body is not JSON"),
+    }
+    for case, (answer, status, message) in cases.items():
+        assert answer.status_code == status, (case, answer.text[:300])
+        assert message in answer.json()["message"], (case, answer.text[:300])
+        assert len(answer.content) < 300, case  # one line, never the request back
+
+
 def test_it_answers_as_the_champion_and_switches_without_a_failed_request(flow_env, model_server):
     name = flow_env
     first = train(train_path=JAN, val_path=FEB, params=WEAK, promote=True)
