@@ -9,6 +9,7 @@ host's python3, before any virtual environment exists.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import secrets
 import sys
@@ -80,6 +81,10 @@ def main() -> int:
     )
     args = parser.parse_args()
     if args.output.exists():
+        # It holds every secret of the stack: owner-only, whatever an editor or a copy left.
+        if args.output.stat().st_mode & 0o077:
+            args.output.chmod(0o600)
+            print(f"{args.output}: made owner-only (it holds the stack's secrets)")
         added = missing_settings(args.example.read_text(), args.output.read_text())
         if added:
             with args.output.open("a") as out:
@@ -89,8 +94,10 @@ def main() -> int:
             print(f"{args.output}: added new settings {names}; existing values kept")
         return 0
     overrides = dict(item.split("=", 1) for item in args.set)
-    args.output.write_text(render(args.example.read_text(), overrides))
-    args.output.chmod(0o600)
+    # Owner-only from the moment it exists, not after the secrets are in it.
+    descriptor = os.open(args.output, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as out:
+        out.write(render(args.example.read_text(), overrides))
     print(f"wrote {args.output} with fresh secrets")
     return 0
 

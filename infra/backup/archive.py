@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -138,10 +139,12 @@ def backup(stack: Stack, target_dir: Path) -> Path:
         )
         (work / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
         partial = target.with_name(target.name + ".partial")
-        with tarfile.open(partial, "w") as archive:
+        # Owner-only from the moment it exists: it holds MLflow's password hashes and every
+        # run's data.
+        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "wb") as out, tarfile.open(fileobj=out, mode="w") as archive:
             for path in sorted(work.iterdir()):
                 archive.add(path, arcname=path.name)
-        partial.chmod(0o600)  # it holds MLflow's password hashes and every run's data
         partial.rename(target)  # an archive that exists is complete
     return target
 

@@ -11,8 +11,10 @@ run_sql() {
 
 ensure_role() {
   local name="$1" password="$2"
-  # psql's :'var' quoting keeps passwords with any characters intact.
-  run_sql -v name="$name" -v password="$password" <<'SQL'
+  # psql's :'var' quoting keeps passwords with any characters intact. The password reaches psql
+  # through its environment (\getenv), never its command line, which any process may read.
+  ROLE_PASSWORD="$password" run_sql -v name="$name" <<'SQL'
+\getenv password ROLE_PASSWORD
 SELECT format('CREATE ROLE %I LOGIN', :'name')
  WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'name') \gexec
 SELECT format('ALTER ROLE %I LOGIN PASSWORD %L', :'name', :'password') \gexec
