@@ -137,3 +137,25 @@ def test_deployed_flow_runs_on_the_online_worker(stack):
     # Other tests may run this deployment too: every run of it completed, on the pool.
     assert flow_runs and {r["state_type"] for r in flow_runs} == {"COMPLETED"}
     assert {r["work_pool_name"] for r in flow_runs} == {pool}
+
+
+def test_every_running_service_has_memory_and_process_limits(stack):
+    ids = stack.compose("ps", "--quiet").stdout.split()
+    inspected = subprocess.run(
+        [
+            "docker",
+            "inspect",
+            "--format",
+            "{{.Name}} {{.HostConfig.Memory}} {{.HostConfig.PidsLimit}}",
+        ]
+        + ids,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    unlimited = [
+        line
+        for line in inspected
+        if int(line.split()[1]) == 0 or line.split()[2] in ("0", "<nil>", "-1")
+    ]
+    assert ids and not unlimited, unlimited
