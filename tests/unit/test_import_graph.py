@@ -171,3 +171,17 @@ def test_starting_a_flow_run_or_the_cli_imports_no_heavy_library():
         [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_the_image_carries_every_python_module_of_services():
+    """The Dockerfile copies services/ piece by piece: a new module there must be copied too
+    (the gateway once failed to start in the image for want of services/signin.py)."""
+    dockerfile = (REPO_ROOT / "services/app/Dockerfile").read_text()
+    copied = " ".join(line for line in dockerfile.splitlines() if line.startswith("COPY "))
+    modules = [
+        path.relative_to(REPO_ROOT).as_posix()
+        for path in (REPO_ROOT / "services").iterdir()
+        if path.suffix == ".py" or (path / "__init__.py").exists()
+    ]
+    missing = [module for module in modules if module not in copied]
+    assert not missing, f"services/app/Dockerfile does not copy {missing}"
