@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, cast
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from flows.logic.params import checked_params
 from flows.logic.results import TrainResult
 from flows.names import CHALLENGER
 from flows.pipelines.promote import promote as promote_flow
@@ -229,6 +230,7 @@ def train(
     the new challenger with the champion on the same validation data.
     """
     settings = Settings.from_env()
+    params = checked_params(params)  # before anything is fetched
     train_location = month_or_path(color, train_month, train_path, "train")
     val_location = month_or_path(color, val_month, val_path, "val")
     # Bad data stops the flow here, before any MLflow run exists.

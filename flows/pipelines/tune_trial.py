@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
+from flows.logic.params import checked_params
 from flows.names import PARENT_RUN_TAG, TRIAL_TAG
 from flows.settings import Settings
 from flows.steps.ingest import load
@@ -63,6 +64,7 @@ def tune_trial(
 ) -> float:
     """One trial: fit with ``params`` on the training month's earlier pickups; its rmse."""
     settings = Settings.from_env()
+    params = checked_params(params)  # before anything is fetched
     data = load(train_location)
     run_id = open_run(settings.experiment_name, f"trial {number}")
     with failed_if_raises(run_id):

@@ -15,7 +15,7 @@ import pytest
 from mlflow import MlflowClient
 from prefect.client.orchestration import get_client
 
-from flows.errors import NotPromotable, TripDataError
+from flows.errors import InvalidParameters, NotPromotable, TripDataError
 from flows.pipelines.promote import promote
 from flows.pipelines.train import train
 from tests.integration.params import QUICK, WEAK
@@ -73,6 +73,19 @@ def test_train_logs_registers_and_serves_from_raw_records(flow_env):
     )
     code = {a.path for a in client.list_artifacts(result.run_id, "model/code/flows")}
     assert code == {f"model/code/flows/{m}" for m in ("__init__.py", "model.py", "features.py")}
+
+
+def test_out_of_range_params_are_refused_before_any_fetch_or_fit(flow_env, tlc_site):
+    url, hits = tlc_site
+    hits.clear()
+    with pytest.raises(InvalidParameters, match="n_estimators=100000000 must be a whole number"):
+        train(
+            train_path=f"{url}/green_tripdata_2021-01.parquet",
+            val_path=f"{url}/green_tripdata_2021-02.parquet",
+            params={"n_estimators": 10**8},
+        )
+    assert hits == []  # nothing fetched
+    assert mlflow.get_experiment_by_name(flow_env) is None  # no run, nothing registered
 
 
 def test_flow_run_leaves_a_report_linking_to_mlflow(flow_env):
