@@ -104,6 +104,10 @@ class Gateway:
     async def http(self, request: Request) -> Response:
         """Anything outside /api (the UI's files) passes through; /api is signed in and checked."""
         path = request.url.path
+        if any(segment in (".", "..") for segment in path.split("/")):
+            # A client would resolve these; forwarded, they could reach another route than the
+            # one checked.
+            return refused(400, "paths with . or .. segments are not accepted")
         if not path.startswith(API_PREFIX + "/") and path != API_PREFIX:
             if request.method not in ("GET", "HEAD"):
                 return refused(405, "the UI's files are read-only")

@@ -5,6 +5,7 @@ real flow run through it. Each thing a role must not do is tried, and refused.""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import os
@@ -201,6 +202,22 @@ ADMIN_ONLY_CALLS = [
 
 
 @pytest.mark.parametrize(("method", "path", "body"), ADMIN_ONLY_CALLS)
+def test_paths_that_resolve_elsewhere_are_refused(gateway, teammate):
+    # http.client sends the path as given (requests would resolve the dots itself).
+    import http.client
+
+    host, port = gateway.url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    token = base64.b64encode(":".join(teammate).encode()).decode()
+    connection.request(
+        "POST",
+        "/api/flow_runs/x/../../deployments/",
+        body="{}",
+        headers={"Authorization": f"Basic {token}", "Content-Type": "application/json"},
+    )
+    assert connection.getresponse().status == 400
+
+
 def test_teammates_and_workers_may_not_change_the_platform(
     gateway, teammate, worker, deployment, method, path, body
 ):
