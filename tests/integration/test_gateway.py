@@ -201,7 +201,6 @@ ADMIN_ONLY_CALLS = [
 ]
 
 
-@pytest.mark.parametrize(("method", "path", "body"), ADMIN_ONLY_CALLS)
 def test_paths_that_resolve_elsewhere_are_refused(gateway, teammate):
     # http.client sends the path as given (requests would resolve the dots itself).
     import http.client
@@ -218,6 +217,7 @@ def test_paths_that_resolve_elsewhere_are_refused(gateway, teammate):
     assert connection.getresponse().status == 400
 
 
+@pytest.mark.parametrize(("method", "path", "body"), ADMIN_ONLY_CALLS)
 def test_teammates_and_workers_may_not_change_the_platform(
     gateway, teammate, worker, deployment, method, path, body
 ):
