@@ -28,6 +28,7 @@ from tests.paths import REPO_ROOT
 
 pytestmark = pytest.mark.integration
 
+NO_SUCH_ID = "00000000-0000-4000-8000-000000000000"
 CACHE_TTL_S = 2  # short, so revocation is seen within the test
 POOL = "gateway-pool"
 
@@ -189,14 +190,15 @@ def test_callers_sign_in_with_their_mlflow_account(gateway, teammate):
 
 
 ADMIN_ONLY_CALLS = [
-    ("POST", "/deployments/", {"name": "mine", "flow_id": str(uuid.uuid4())}),
+    ("POST", "/deployments/", {"name": "mine", "flow_id": NO_SUCH_ID}),
     ("PATCH", f"/work_pools/{POOL}", {"concurrency_limit": 100}),
     ("POST", "/work_pools/", {"name": "my-own-pool", "type": "process"}),
     ("POST", "/automations/", {"name": "mine"}),
     ("POST", "/block_documents/", {"name": "mine"}),
     ("POST", "/variables/", {"name": "mine", "value": 1}),
     ("POST", "/v2/concurrency_limits/", {"name": "mine", "limit": 1}),
-    ("DELETE", f"/flow_runs/{uuid.uuid4()}", None),
+    # Fixed ids: pytest-xdist's processes must collect the same test names.
+    ("DELETE", f"/flow_runs/{NO_SUCH_ID}", None),
     ("POST", "/flow_runs/bulk_delete", {}),
 ]
 
