@@ -319,7 +319,11 @@ class DataProxy:
 def start_data_proxy(postgres: Postgres, s3: S3Server, bucket: str, workdir: Path) -> DataProxy:
     """A data proxy over ``bucket``, its accounts in a database of their own."""
     admin = ("admin", secrets.token_urlsafe(16))
-    auth_db = postgres.create_database("data_proxy_auth", secrets.token_urlsafe(16))
+    # A name of its own: several proxies (the data proxy's tests, the gateway's accounts) may
+    # share one cluster.
+    auth_db = postgres.create_database(
+        f"data_proxy_auth_{secrets.token_hex(3)}", secrets.token_urlsafe(16)
+    )
     env = {
         **os.environ,
         **s3.env(),
