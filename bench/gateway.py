@@ -142,32 +142,11 @@ def main() -> int:
         prefect = servers.start_prefect(prefect_db, workdir)
         started.append(prefect)
         database = run_init_script(postgres)
-        env = {
-            **os.environ,
-            "PREFECT_UPSTREAM_URL": prefect.api_url.removesuffix("/api"),
-            "PREFECT_API_AUTH_STRING": internal,
-            "MLFLOW_TRACKING_URI": accounts.url,
-            "GATEWAY_DATABASE_URL": (
-                f"postgresql://{database['user']}:{database['password']}@127.0.0.1:"
-                f"{database['port']}/gateway"
-            ),
-        }
-        gateway_url, gateway = servers.serve_command_on_free_port(
-            [sys.executable, "-m", "services.gateway"],
-            env,
-            workdir / "gateway.log",
-            "/gateway/health",
-            60,
+        gateway_url, gateway = servers.start_gateway(
+            prefect.api_url, internal, accounts.url, database, workdir
         )
-        teammate = ("bench-teammate", secrets.token_urlsafe(16))
-        worker = ("bench-worker", secrets.token_urlsafe(16))
-        for name, password in (teammate, worker):
-            requests.post(
-                f"{accounts.url}/api/2.0/mlflow/users/create",
-                json={"username": name, "password": password},
-                auth=accounts.admin,
-                timeout=30,
-            ).raise_for_status()
+        teammate = accounts.create_account("bench-teammate")
+        worker = accounts.create_account("bench-worker")
         requests.put(
             f"{gateway_url}/gateway/workers/{worker[0]}",
             json={"work_queues": ["default"]},

@@ -312,6 +312,20 @@ class DataProxy:
     bucket: str
     admin: tuple[str, str]
 
+    def create_account(self, username: str) -> tuple[str, str]:
+        """A new ordinary account (what `make user` does); its (username, password)."""
+        import requests
+
+        account = (username, secrets.token_urlsafe(16))
+        created = requests.post(
+            f"{self.url}/api/2.0/mlflow/users/create",
+            json={"username": account[0], "password": account[1]},
+            auth=self.admin,
+            timeout=30,
+        )
+        created.raise_for_status()
+        return account
+
     def stop(self) -> None:
         stop_process(self.process)
 
@@ -375,3 +389,32 @@ def start_prefect(database_url: str, workdir: Path) -> PrefectServer:
     )
     api_url = f"{url}/api"
     return PrefectServer(api_url=api_url, process=process)
+
+
+# --- the Prefect gateway -------------------------------------------------------------------------
+
+
+def start_gateway(
+    prefect_api_url: str,
+    auth_string: str,
+    accounts_url: str,
+    database: dict[str, str],
+    workdir: Path,
+    cache_ttl_s: float | None = None,
+) -> tuple[str, subprocess.Popen]:
+    """`python -m services.gateway`, as compose runs it, in front of a Prefect server, signing in
+    with the accounts of an MLflow server; its tables in ``database`` (the init script's role)."""
+    env = {
+        **os.environ,
+        "PREFECT_UPSTREAM_URL": prefect_api_url.removesuffix("/api"),
+        "PREFECT_API_AUTH_STRING": auth_string,
+        "MLFLOW_TRACKING_URI": accounts_url,
+        "GATEWAY_DATABASE_URL": (
+            f"postgresql://{database['user']}:{database['password']}@127.0.0.1:"
+            f"{database['port']}/gateway"
+        ),
+    }
+    if cache_ttl_s is not None:
+        env["MLFLOW_AUTH_CACHE_TTL_SECONDS"] = str(cache_ttl_s)
+    command = [sys.executable, "-m", "services.gateway"]
+    return serve_command_on_free_port(command, env, workdir / "gateway.log", "/gateway/health", 60)

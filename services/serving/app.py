@@ -193,18 +193,8 @@ def without_echo(send: Send) -> Send:
             if message.get("more_body"):
                 return
             line = MLFLOW_ERRORS.get(status, "the model server could not answer this request")
-            payload = json.dumps({"error_code": ERROR_CODES.get(status, "ERROR"), "message": line})
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": status,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(payload)).encode()),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": payload.encode()})
+            error = {"error_code": ERROR_CODES.get(status, "ERROR"), "message": line}
+            await respond(send, status, error, [])
             return
         await send(message)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import secrets
 from collections.abc import Iterator
 
 import pytest
@@ -37,15 +36,7 @@ def data_proxy(postgres, s3, workdir) -> Iterator[servers.DataProxy]:
 @pytest.fixture(scope="module")
 def worker_account(data_proxy) -> tuple[str, str]:
     """An ordinary account (the default permission, READ), as an outside worker has."""
-    account = ("outside-worker", secrets.token_urlsafe(16))
-    response = requests.post(
-        f"{data_proxy.url}/api/2.0/mlflow/users/create",
-        json={"username": account[0], "password": account[1]},
-        auth=data_proxy.admin,
-        timeout=30,
-    )
-    response.raise_for_status()
-    return account
+    return data_proxy.create_account("outside-worker")
 
 
 def signed_in(monkeypatch, account: tuple[str, str]) -> None:

@@ -41,6 +41,7 @@ class Gateway:
     accounts_url: str
     admin: tuple[str, str]
     database: dict[str, str]
+    accounts: servers.DataProxy
 
     @property
     def api(self) -> str:
@@ -77,41 +78,18 @@ def gateway(postgres, s3, prefect_server, workdir) -> Iterator[Gateway]:
     s3.client().create_bucket(Bucket=bucket)
     accounts = servers.start_data_proxy(postgres, s3, bucket, workdir)
     database = run_init_script(postgres)
-    dsn = (
-        f"postgresql://{database['user']}:{database['password']}@127.0.0.1:{database['port']}"
-        "/gateway"
+    internal = "internal:" + secrets.token_urlsafe(16)
+    url, process = servers.start_gateway(
+        prefect_server.api_url, internal, accounts.url, database, workdir, CACHE_TTL_S
     )
-    env = {
-        **os.environ,
-        "PREFECT_UPSTREAM_URL": prefect_server.api_url.removesuffix("/api"),
-        "PREFECT_API_AUTH_STRING": "internal:" + secrets.token_urlsafe(16),
-        "MLFLOW_TRACKING_URI": accounts.url,
-        "GATEWAY_DATABASE_URL": dsn,
-        "MLFLOW_AUTH_CACHE_TTL_SECONDS": str(CACHE_TTL_S),
-    }
-    url, process = servers.serve_command_on_free_port(
-        [sys.executable, "-m", "services.gateway"],
-        env,
-        workdir / "gateway.log",
-        "/gateway/health",
-        60,
-    )
-    yield Gateway(url, accounts.url, accounts.admin, database)
+    yield Gateway(url, accounts.url, accounts.admin, database, accounts)
     servers.stop_process(process)
     accounts.stop()
 
 
 def create_account(gateway: Gateway, name: str) -> tuple[str, str]:
     """A new MLflow account (what `make user` does)."""
-    account = (name, secrets.token_urlsafe(16))
-    created = requests.post(
-        f"{gateway.accounts_url}/api/2.0/mlflow/users/create",
-        json={"username": account[0], "password": account[1]},
-        auth=gateway.admin,
-        timeout=30,
-    )
-    created.raise_for_status()
-    return account
+    return gateway.accounts.create_account(name)
 
 
 def make_worker(gateway: Gateway, name: str) -> tuple[str, str]:
