@@ -31,6 +31,15 @@ class MissingModel(LookupError):
     """No registered version where one is needed (an alias nobody has set yet, ...)."""
 
 
+class UntrustedVersion(NotPromotable):
+    """A registered version the stack did not make or approve, or whose files changed since:
+    never loaded (loading a version imports its code)."""
+
+    def __init__(self, model_name: str, version: str, problem: str) -> None:
+        super().__init__(f"version {version} of {model_name} refused: {problem}")
+        self.model_name, self.version, self.problem = model_name, str(version), problem
+
+
 # Errors that another attempt cannot fix: retrying them only delays the message.
 PERMANENT_ERRORS: tuple[type[Exception], ...] = (
     TripDataError,

@@ -25,6 +25,9 @@ STARTED_BY_TAG = "platform.started_by"
 STAGE_TAG, ARCHIVED_BY_TAG = "stage", "archived_by"
 STAGING, PRODUCTION, ARCHIVED = "staging", "production", "archived"
 VAL_RMSE_TAG = "val_rmse"
+# The stack's record of a version's files (flows/logic/provenance.py): only the stack's own account
+# (and admins) may write it, so every loader trusts it.
+RECORD_TAG = "platform.record"
 PROMOTION_TAG_PREFIX = "promotion."
 # Tags on a monitored version: a breach reported for a month, and the retraining it started.
 BREACH_TAG_PREFIX, RETRAINED_TAG_PREFIX = "monitoring.breach.", "monitoring.retrained."

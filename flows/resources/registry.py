@@ -5,10 +5,13 @@ The names it writes (aliases, tags) live in flows/names.py.
 
 from __future__ import annotations
 
+import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from flows.errors import UntrustedVersion
 from flows.names import (
     ARCHIVED,
     ARCHIVED_BY_TAG,
@@ -16,6 +19,7 @@ from flows.names import (
     CHAMPION,
     FLOW_RUN_TAG,
     PRODUCTION,
+    RECORD_TAG,
     STAGE_TAG,
     STAGING,
     VAL_RMSE_TAG,
@@ -30,17 +34,150 @@ if TYPE_CHECKING:
 MODEL_DESCRIPTION = "NYC taxi trip duration in minutes, from raw TLC trip records."
 
 
-def load_version(model_name: str, version: str) -> tuple[PyFuncModel, float]:
-    """A registered version loaded from a fresh download, and its files' size in MB (10^6 bytes)."""
+class NotTheStack(UntrustedVersion):
+    """A version without a record, loaded where its record cannot be written (not the stack)."""
+
+
+# The `flows` package this process runs: its model modules are what the stack approves.
+FLOWS_DIR = Path(__file__).resolve().parents[1]
+# One version's modules replace this process's for the length of one load (see load_pinned).
+_LOADING = threading.Lock()
+
+
+def load_version(model_name: str, version: str, approve: bool = True) -> tuple[PyFuncModel, float]:
+    """A registered version loaded from a fresh download, once its files are the ones the stack
+    recorded, and its files' size in MB (10^6 bytes).
+
+    With ``approve``, a version without a record is recorded first when the stack may vouch for
+    it (flows/logic/provenance.py: the platform's loader and code); else UntrustedVersion.
+    """
+    import mlflow
+    from mlflow import MlflowClient
+
+    from flows.logic.provenance import verified_files
+
+    client = MlflowClient()
+    found = client.get_model_version(model_name, version)
+    record_tag = found.tags.get(RECORD_TAG)
+    with tempfile.TemporaryDirectory(prefix="version-") as target:
+        local = Path(
+            mlflow.artifacts.download_artifacts(f"models:/{model_name}/{version}", dst_path=target)
+        )
+        if not record_tag and approve:
+            record_tag = approve_downloaded(client, found, local, "loading")
+        verified_files(model_name, str(version), local, record_tag)
+        model = load_pinned(local)
+        size_mb = sum(f.stat().st_size for f in local.rglob("*") if f.is_file()) / 1e6
+    return model, size_mb
+
+
+def platform_code() -> dict[str, str]:
+    """The sha256 of this process's model modules, as a version's code/ holds them."""
+    import hashlib
+
+    from flows.logic.provenance import MODEL_MODULES
+
+    return {
+        f"{FLOWS_DIR.name}/{module}": hashlib.sha256((FLOWS_DIR / module).read_bytes()).hexdigest()
+        for module in MODEL_MODULES
+    }
+
+
+def origin_problems(client: MlflowClient, found: ModelVersion) -> list[str]:
+    """Why a version did not come from the platform's training experiment (none when it did)."""
+    from flows.settings import Settings
+
+    experiment = client.get_experiment_by_name(Settings.from_env().experiment_name)
+    if experiment is None:
+        return ["the training experiment does not exist"]
+    if found.model_id:
+        logged_in = client.get_logged_model(found.model_id).experiment_id
+    elif found.run_id:
+        logged_in = client.get_run(found.run_id).info.experiment_id
+    else:
+        return ["it names no run or logged model it came from"]
+    if str(logged_in) != str(experiment.experiment_id):
+        return [f"it was logged in experiment {logged_in}, not the training experiment"]
+    return []
+
+
+def approve_downloaded(client: MlflowClient, found: ModelVersion, local: Path, by: str) -> str:
+    """Record a downloaded version the stack vouches for; the record's tag value."""
+    from mlflow.exceptions import MlflowException
+
+    from flows.logic.provenance import approvable
+
+    model_name, version = found.name, str(found.version)
+    tag = approvable(
+        model_name, version, local, platform_code(), by, origin_problems(client, found)
+    ).to_tag()
+    try:
+        client.set_model_version_tag(model_name, version, RECORD_TAG, tag)
+    except MlflowException as error:
+        if error.error_code == "PERMISSION_DENIED":
+            raise NotTheStack(
+                model_name,
+                version,
+                "it has no record yet, and only the stack's own workers record versions "
+                "(run promotion on the stack: make promote)",
+            ) from error
+        raise
+    return tag
+
+
+def record_version(client: MlflowClient, model_name: str, version: str) -> bool:
+    """Record a version this process just registered; False when this account may not (a
+    worker on another host: the stack records it when it first loads it)."""
     import mlflow
 
-    with tempfile.TemporaryDirectory(prefix="version-") as target:
-        local = mlflow.artifacts.download_artifacts(
-            f"models:/{model_name}/{version}", dst_path=target
-        )
-        model = mlflow.pyfunc.load_model(local)
-        size_mb = sum(f.stat().st_size for f in Path(local).rglob("*") if f.is_file()) / 1e6
-    return model, size_mb
+    found = client.get_model_version(model_name, version)
+    try:
+        with tempfile.TemporaryDirectory(prefix="version-") as target:
+            local = Path(
+                mlflow.artifacts.download_artifacts(
+                    f"models:/{model_name}/{version}", dst_path=target
+                )
+            )
+            approve_downloaded(client, found, local, "training")
+    except NotTheStack:
+        return False
+    return True
+
+
+def load_pinned(local: Path) -> PyFuncModel:
+    """Load a downloaded version with its own code/, not this process's `flows` modules.
+
+    The platform's processes import `flows.model` themselves, and Python reuses an imported
+    module whatever `sys.path` says: without this, an edit of the feature code would change how
+    every registered version predicts here, and differently from a notebook. The version's
+    modules are imported fresh under their own names for the load (the model object keeps them),
+    then this process's come back.
+    """
+    import mlflow
+
+    import flows
+    from flows.logic.provenance import CODE_DIR, MODEL_MODULES
+
+    names = [
+        f"flows.{module.removesuffix('.py')}" for module in MODEL_MODULES if module != "__init__.py"
+    ]
+    code_package = str(local / CODE_DIR / FLOWS_DIR.name)
+    path_before = list(sys.path)
+    with _LOADING:
+        saved = {name: sys.modules.pop(name) for name in names if name in sys.modules}
+        flows.__path__.insert(0, code_package)
+        try:
+            model: PyFuncModel = mlflow.pyfunc.load_model(str(local))
+            return model
+        finally:
+            flows.__path__.remove(code_package)
+            for name in names:
+                sys.modules.pop(name, None)
+            sys.modules.update(saved)
+            # Importing a submodule also sets it as an attribute of the package: put ours back.
+            for name, module in saved.items():
+                setattr(flows, name.rpartition(".")[2], module)
+            sys.path[:] = path_before  # MLflow prepends the version's code/ on every load
 
 
 def quoted(value: str) -> str:
@@ -95,6 +232,7 @@ def register_challenger(
     version = mlflow.register_model(
         model_uri, name, tags={STAGE_TAG: STAGING, VAL_RMSE_TAG: f"{rmse:.4f}"}
     )
+    record_version(client, name, str(version.version))
     if not client.get_registered_model(name).description:
         client.update_registered_model(name, description=MODEL_DESCRIPTION)
     client.set_registered_model_alias(name, CHALLENGER, version.version)

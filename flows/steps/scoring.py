@@ -36,14 +36,14 @@ def resolve_alias(model_name: str, alias: str) -> ScoredBy:
 
 @task(**IO_RETRIES)
 def predict(scored_by: ScoredBy, data: TripData) -> pd.DataFrame:
-    """Load the version as pyfunc and predict every kept trip from its raw records."""
-    import mlflow
-
+    """Load the version (checked against the stack's record) and predict every kept trip from
+    its raw records."""
     from flows.logic.predictions import prediction_frame
     from flows.logic.signature import predict_raw
     from flows.logic.trips import ROW_COLUMN
+    from flows.resources.registry import load_version
 
-    model = mlflow.pyfunc.load_model(f"models:/{scored_by.model_name}/{scored_by.version}")
+    model, _ = load_version(scored_by.model_name, scored_by.version)
     raw = data.as_raw()
     reader = f"version {scored_by.version} of {scored_by.model_name}"
     inputs, predicted = predict_raw(model, raw, data.source, reader)

@@ -11,7 +11,11 @@ Callers sign in with their MLflow account (HTTP basic auth), checked against the
 itself and remembered for MLFLOW_AUTH_CACHE_TTL_SECONDS, as MLflow's own password cache does
 (services/signin.py: keyed on the user and a keyed hash of the password, bounded). Wrong
 credentials are never remembered, and repeated ones are refused at once for a while (429).
-``/ping`` and ``/health`` answer anyone (no data).
+``/ping`` and ``/health`` answer anyone (no data; /health names the answering version, and a
+version the alias points at that was refused).
+
+A version loads only when its files are the ones the stack recorded (flows/logic/provenance.py);
+one that is not keeps the server answering with the version it has.
 
 Before MLflow's app sees a prediction request, its body is bounded (SERVING_MAX_BODY_BYTES: 413),
 its rows too (SERVING_MAX_ROWS: 400), and each record is checked as training checks trips
@@ -32,6 +36,7 @@ from typing import Any
 
 import requests
 
+from flows.errors import UntrustedVersion
 from services.serving.inputs import Refused, records_of, validate
 from services.signin import CredentialCache, Credentials, FailureBrake, basic_header, from_header
 
@@ -45,6 +50,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 VERSION_HEADER, NAME_HEADER = b"x-model-version", b"x-model-name"
 OPEN_PATHS = frozenset({"/ping", "/health"})
+# How long a version that failed the stack's record stays refused before it is checked again.
+REFUSAL_RECHECK_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -62,7 +69,8 @@ def load_version(model_name: str, version: str) -> Loaded:
 
     from flows.resources.registry import load_version as load_registered
 
-    model, _ = load_registered(model_name, version)
+    # The model server only checks: it never records a version (its account may not).
+    model, _ = load_registered(model_name, version, approve=False)
     return Loaded(model_name, version, scoring_server.init(model))
 
 
@@ -78,6 +86,9 @@ class AliasFollower:
         self.model_name, self.alias, self.loader = model_name, alias, loader
         self.current: Loaded | None = None
         self.last_error: str | None = None
+        # The version the alias points at that failed the stack's record, and why: not loaded,
+        # checked again only when the alias moves or REFUSAL_RECHECK_S have passed.
+        self.refused: tuple[str, str, float] | None = None
 
     def aliased_version(self) -> str | None:
         """The version the alias points at now, or None when it points nowhere."""
@@ -97,8 +108,20 @@ class AliasFollower:
         if version is None:
             # The alias was removed: keep answering with what we have rather than fail.
             return False
+        refused = self.refused
+        if refused and refused[0] == version and time.monotonic() - refused[2] < REFUSAL_RECHECK_S:
+            return False
         started = time.perf_counter()
-        loaded = self.loader(self.model_name, version)
+        try:
+            loaded = self.loader(self.model_name, version)
+        except UntrustedVersion as untrusted:
+            self.refused = (version, str(untrusted), time.monotonic())
+            logger.error(
+                "%s@%s points at a refused version; still answering with %s: %s",
+                self.model_name, self.alias, current.version if current else "none", untrusted,
+            )  # fmt: skip
+            return False
+        self.refused = None
         self.current = loaded
         logger.info(
             "%s@%s: now version %s (loaded in %.1f s, was %s)",
@@ -106,6 +129,20 @@ class AliasFollower:
             current.version if current else "none",
         )  # fmt: skip
         return True
+
+    def health(self) -> dict[str, Any]:
+        """What /health says: the answering version, and a version the alias points at but
+        that was refused (``status`` is then ``refused``)."""
+        current = self.current
+        body: dict[str, Any] = {
+            "status": "refused" if self.refused else "ok",
+            "model": self.model_name,
+            "alias": self.alias,
+            "version": current.version if current else None,
+        }
+        if self.refused:
+            body["refused"] = {"version": self.refused[0], "reason": self.refused[1]}
+        return body
 
     def follow(self, every_s: float, stop: threading.Event) -> None:
         """Refresh every ``every_s`` seconds until ``stop`` is set; errors are logged, not fatal."""
@@ -201,7 +238,7 @@ def without_echo(send: Send) -> Send:
     return send_without_echo
 
 
-async def respond(send: Send, status: int, body: dict[str, str], headers: list[Any]) -> None:
+async def respond(send: Send, status: int, body: dict[str, Any], headers: list[Any]) -> None:
     """A JSON answer."""
     payload = json.dumps(body).encode()
     await send(
@@ -253,6 +290,9 @@ class ChampionServer:
             await self.lifespan(receive, send)
             return
         if scope["type"] != "http":
+            return
+        if scope["path"] == "/health":
+            await respond(send, 200, self.follower.health(), [])
             return
         if scope["path"] in OPEN_PATHS:
             await respond(send, 200, {"status": "ok"}, [])

@@ -8,7 +8,9 @@ months and are compared with each other by promotion across the years.
 
 from __future__ import annotations
 
+import tempfile
 import warnings
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -21,11 +23,11 @@ from flows.features import model_input_columns
 from flows.logic.predictions import ScoredBy
 from flows.logic.signature import predict_raw
 from flows.pipelines.score import score
-from flows.pipelines.train import train
+from flows.pipelines.train import model_package, train
 from flows.resources.tlc_files import load_trips
 from flows.steps.scoring import predict
 from tests.integration.params import QUICK
-from tests.paths import REPO_ROOT, TLC_DATA
+from tests.paths import TLC_DATA
 
 pytestmark = pytest.mark.integration
 
@@ -45,12 +47,12 @@ def register_with_stored_types(name: str, version: str, val_month: str) -> str:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         signature = infer_signature(example, np.ones(5))
-    with mlflow.start_run() as run:
+    with mlflow.start_run() as run, tempfile.TemporaryDirectory() as staging:
         mlflow.xgboost.log_model(
             mlflow.xgboost.load_model(uri),
             name="model",
             signature=signature,
-            code_paths=[str(REPO_ROOT / "flows")],
+            code_paths=[str(model_package(Path(staging)))],  # the platform's own packaging
         )
         mlflow.log_metric("rmse", 5.0)
         mlflow.log_param("val_uri", month(val_month))
