@@ -303,9 +303,9 @@ def start_mlflow(backend_uri: str, s3: S3Server, bucket: str, workdir: Path) -> 
 
 
 @dataclass
-class DataProxy:
-    """The stack's data proxy: ``mlflow server --artifacts-only`` over a bucket, with basic auth,
-    started by the compose service's own script."""
+class AccountsServer:
+    """An MLflow server with the stack's accounts (basic auth), started by the compose services'
+    own script: the data proxy (``--artifacts-only`` over a bucket) or the tracking server."""
 
     url: str
     process: subprocess.Popen
@@ -330,10 +330,45 @@ class DataProxy:
         stop_process(self.process)
 
 
-def start_data_proxy(postgres: Postgres, s3: S3Server, bucket: str, workdir: Path) -> DataProxy:
+def start_data_proxy(
+    postgres: Postgres, s3: S3Server, bucket: str, workdir: Path
+) -> AccountsServer:
     """A data proxy over ``bucket``, its accounts in a database of their own."""
+    return start_with_accounts(
+        postgres, s3, bucket, workdir, ["--artifacts-only"], {"MLFLOW_APP_NAME": "data-proxy"}
+    )
+
+
+def start_tracking_with_accounts(
+    postgres: Postgres, s3: S3Server, bucket: str, workdir: Path, stack_account: str, model: str
+) -> AccountsServer:
+    """The stack's tracking server: MLflow's accounts and the stack's rule for its model
+    (MLFLOW_APP_NAME=stack-registry), runs on a database of its own."""
+    backend = postgres.create_database(
+        f"tracking_{secrets.token_hex(3)}", secrets.token_urlsafe(16)
+    )
+    env = {
+        "MLFLOW_BACKEND_STORE_URI": f"postgresql+psycopg2://{backend}",
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        "MLFLOW_APP_NAME": "stack-registry",  # as in docker-compose.yml
+        "MLFLOW_PLATFORM_MODEL": model,
+        "MLFLOW_STACK_ACCOUNT": stack_account,
+    }
+    return start_with_accounts(postgres, s3, bucket, workdir, [], env)
+
+
+def start_with_accounts(
+    postgres: Postgres,
+    s3: S3Server,
+    bucket: str,
+    workdir: Path,
+    args: list[str],
+    extra_env: dict[str, str],
+) -> AccountsServer:
+    """An MLflow server started by the compose services' script, its accounts in a database of
+    their own, serving ``bucket``."""
     admin = ("admin", secrets.token_urlsafe(16))
-    # A name of its own: several proxies (the data proxy's tests, the gateway's accounts) may
+    # A name of its own: several servers (the data proxy's tests, the gateway's accounts) may
     # share one cluster.
     auth_db = postgres.create_database(
         f"data_proxy_auth_{secrets.token_hex(3)}", secrets.token_urlsafe(16)
@@ -347,14 +382,13 @@ def start_data_proxy(postgres: Postgres, s3: S3Server, bucket: str, workdir: Pat
         "MLFLOW_AUTH_ADMIN_USERNAME": admin[0],
         "MLFLOW_AUTH_ADMIN_PASSWORD": admin[1],
         "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_urlsafe(16),
-        "MLFLOW_APP_NAME": "data-proxy",  # as in docker-compose.yml
+        **extra_env,
     }
-    command = ["bash", str(REPO_ROOT / "services/mlflow/start-server.sh"), "--artifacts-only"]
+    command = ["bash", str(REPO_ROOT / "services/mlflow/start-server.sh"), *args]
     command += ["--serve-artifacts", f"--artifacts-destination=s3://{bucket}", "--workers=1"]
-    url, process = serve_command_on_free_port(
-        command, env, workdir / "data-proxy.log", "/health", 120
-    )
-    return DataProxy(url=url, process=process, bucket=bucket, admin=admin)
+    log = workdir / f"{extra_env['MLFLOW_APP_NAME']}-{secrets.token_hex(3)}.log"
+    url, process = serve_command_on_free_port(command, env, log, "/health", 120)
+    return AccountsServer(url=url, process=process, bucket=bucket, admin=admin)
 
 
 # --- Prefect -------------------------------------------------------------------------------------

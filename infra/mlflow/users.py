@@ -140,9 +140,10 @@ def ensure_training_targets(client: Any, worker: str, experiment: str, model: st
 
 
 def create_worker_account(client: Any, name: str) -> int:
-    """An account for a worker on another host: EDIT on the training experiment, MANAGE on the
-    model (moving an alias off a version needs it). Prints its two settings; the password only
-    this once."""
+    """An account for a worker on another host: EDIT on the training experiment and the model
+    (it registers versions and points `challenger` at them; the tracking server's app leaves
+    every other alias and the stack's records to the stack). Prints its two settings; the
+    password only this once."""
     if user_exists(client, name):
         print(f"user {name} exists already", file=sys.stderr)
         return 1
@@ -156,7 +157,7 @@ def create_worker_account(client: Any, name: str) -> int:
     password = secrets.token_urlsafe(24)
     client.create_user(name, password)
     ensure_permission(client, name, "experiment", experiment_id, "EDIT")
-    ensure_model_permission(client, name, model, "MANAGE")
+    ensure_model_permission(client, name, model, "EDIT")
     print(f"MLFLOW_TRACKING_USERNAME={name}")
     print(f"MLFLOW_TRACKING_PASSWORD={password}")
     return 0

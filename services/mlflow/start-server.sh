@@ -32,5 +32,6 @@ for arg in "$@"; do
   if [[ "${arg}" == "--artifacts-only" ]]; then cd "${config_dir}"; fi
 done
 
-# The data proxy runs MLflow's basic-auth app with writes for admins only (MLFLOW_APP_NAME=data-proxy).
+# The tracking server runs MLflow's basic-auth app behind the stack's rule for its model
+# (MLFLOW_APP_NAME=stack-registry), the data proxy with writes for admins only (data-proxy).
 exec mlflow server --app-name "${MLFLOW_APP_NAME:-basic-auth}" "$@"

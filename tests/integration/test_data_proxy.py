@@ -23,7 +23,7 @@ JANUARY = TLC_DATA / "green_tripdata_2021-01.parquet"
 
 
 @pytest.fixture(scope="module")
-def data_proxy(postgres, s3, workdir) -> Iterator[servers.DataProxy]:
+def data_proxy(postgres, s3, workdir) -> Iterator[servers.AccountsServer]:
     """A data proxy over a bucket that holds January 2021, as the stack's workers store it."""
     bucket = "proxied-data"
     s3.client().create_bucket(Bucket=bucket)

@@ -41,7 +41,7 @@ class Gateway:
     accounts_url: str
     admin: tuple[str, str]
     database: dict[str, str]
-    accounts: servers.DataProxy
+    accounts: servers.AccountsServer
 
     @property
     def api(self) -> str:

@@ -1,5 +1,6 @@
-"""Which flows a worker on another host may run: its account reads the data bucket and writes only
-to the training experiment and model, so the rest wait in the queue only the stack serves."""
+"""Which flows a worker on another host may run: its account reads the data bucket, writes only
+to the training experiment and model and never moves champion, so the rest (promotion included)
+wait in the queue only the stack serves."""
 
 from __future__ import annotations
 
@@ -8,8 +9,16 @@ import yaml
 from infra.worker.settings_file import worker_settings
 from tests.paths import REPO_ROOT
 
-IN_STACK = {"score", "monthly", "monitor", "platform-check", "reap-mlflow-runs"}
-ANYWHERE = {"train", "promote", "tune", "tune-trial", "retrain"}
+IN_STACK = {
+    "score",
+    "monthly",
+    "monitor",
+    "platform-check",
+    "reap-mlflow-runs",
+    "promote",
+    "retrain",
+}
+ANYWHERE = {"train", "tune", "tune-trial"}
 
 
 def queues() -> dict[str, str]:

@@ -20,18 +20,19 @@ READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 ASGIApp = Callable[[MutableMapping[str, Any], Any, Any], Awaitable[None]]
 
 
-def writer_status(authorization: bytes | None) -> int:
-    """200 when the basic-auth credentials are an admin's, 401 when wrong, 403 otherwise."""
+def writer_of(authorization: bytes | None) -> tuple[int, str]:
+    """200 when the basic-auth credentials are an admin's, 401 when wrong, 403 otherwise; and
+    the account's name."""
     from mlflow.server.auth import store
 
     scheme, _, encoded = (authorization or b"").partition(b" ")
     try:
         username, _, password = base64.b64decode(encoded).decode().partition(":")
     except ValueError:
-        return 401
+        return 401, ""
     if scheme.lower() != b"basic" or not store.authenticate_user(username, password):
-        return 401
-    return 200 if store.get_user(username).is_admin else 403
+        return 401, username
+    return (200 if store.get_user(username).is_admin else 403), username
 
 
 class AdminsWrite:
@@ -45,18 +46,18 @@ class AdminsWrite:
 
         is_write = scope["type"] == "http" and scope["method"] not in READ_METHODS
         if is_write and _is_proxy_artifact_path(scope["path"]):
-            status = await asyncio.to_thread(
-                writer_status, dict(scope["headers"]).get(b"authorization")
+            status, _ = await asyncio.to_thread(
+                writer_of, dict(scope["headers"]).get(b"authorization")
             )
             if status != 200:
-                await refuse(send, status)
+                await refuse(send, status, "only admins write to the data proxy")
                 return
         await self.app(scope, receive, send)
 
 
-async def refuse(send: Any, status: int) -> None:
-    """MLflow's shape of a refusal."""
-    message = "only admins write to the data proxy" if status == 403 else "sign in"
+async def refuse(send: Any, status: int, refusal: str) -> None:
+    """MLflow's shape of a refusal: ``refusal`` when signed in (403), else a prompt to sign in."""
+    message = refusal if status == 403 else "sign in"
     code = "PERMISSION_DENIED" if status == 403 else "UNAUTHENTICATED"
     body = json.dumps({"error_code": code, "message": message}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
@@ -64,6 +65,20 @@ async def refuse(send: Any, status: int) -> None:
         headers.append((b"www-authenticate", b'Basic realm="mlflow"'))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+def replay(body: bytes) -> Any:
+    """An ASGI ``receive`` that hands the app a body already read."""
+    sent = False
+
+    async def receive() -> MutableMapping[str, Any]:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
 
 
 def create_app(app: Any = None) -> Any:

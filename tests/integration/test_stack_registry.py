@@ -1,0 +1,195 @@
+"""The tracking server's app (`--app-name stack-registry`) on a real MLflow server with accounts:
+only the stack's account and admins change what the platform's model serves."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+import requests
+
+from tests import servers
+
+pytestmark = pytest.mark.integration
+
+PLATFORM_MODEL, STACK_ACCOUNT = "taxi-trip-duration", "prefect-worker"
+RECORD = "platform.record"
+
+
+@dataclass(frozen=True)
+class Registry:
+    """The server and its accounts: the stack's, a worker elsewhere, a teammate, the admin."""
+
+    url: str
+    admin: tuple[str, str]
+    stack: tuple[str, str]
+    far_worker: tuple[str, str]
+    teammate: tuple[str, str]
+
+    def call(
+        self, account: tuple[str, str], method: str, endpoint: str, body: dict | None = None
+    ) -> requests.Response:
+        """One REST call to MLflow as ``account``."""
+        return requests.request(
+            method, f"{self.url}/api/2.0/mlflow/{endpoint}", json=body, auth=account, timeout=30
+        )
+
+
+def ok(response: requests.Response) -> dict:
+    """The JSON of a successful answer (the test stops with MLflow's message otherwise)."""
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def run_of(registry: Registry, account: tuple[str, str]) -> dict:
+    """A new run of ``account``'s, in an experiment of its own."""
+    experiment = {"name": f"{account[0]}-{secrets.token_hex(4)}"}
+    created = ok(registry.call(account, "POST", "experiments/create", experiment))
+    body = {"experiment_id": created["experiment_id"]}
+    return ok(registry.call(account, "POST", "runs/create", body))["run"]
+
+
+def version_of(registry: Registry, account: tuple[str, str], model: str) -> str:
+    """A new version of ``model`` made by ``account`` from a run of its own."""
+    run = run_of(registry, account)
+    body = {"name": model, "source": f"{run['info']['artifact_uri']}/model"}
+    body["run_id"] = run["info"]["run_id"]
+    return str(
+        ok(registry.call(account, "POST", "model-versions/create", body))["model_version"][
+            "version"
+        ]
+    )
+
+
+@pytest.fixture(scope="module")
+def registry(postgres, s3, workdir) -> Iterator[Registry]:
+    """The platform's model with a version, and the accounts `make up` and `make worker-env`
+    make: MANAGE for the stack's account, EDIT for the worker elsewhere, READ for teammates."""
+    bucket = f"registry-{secrets.token_hex(3)}"
+    s3.client().create_bucket(Bucket=bucket)
+    server = servers.start_tracking_with_accounts(
+        postgres, s3, bucket, workdir, STACK_ACCOUNT, PLATFORM_MODEL
+    )
+    accounts = {}
+    for name in (STACK_ACCOUNT, "far-worker", "ted"):
+        accounts[name] = (name, secrets.token_urlsafe(16))
+        body = {"username": name, "password": accounts[name][1]}
+        ok(
+            requests.post(
+                f"{server.url}/api/2.0/mlflow/users/create",
+                json=body,
+                auth=server.admin,
+                timeout=30,
+            )
+        )
+    found = Registry(
+        server.url, server.admin, accounts[STACK_ACCOUNT], accounts["far-worker"], accounts["ted"]
+    )
+    ok(found.call(found.admin, "POST", "registered-models/create", {"name": PLATFORM_MODEL}))
+    for name, permission in ((STACK_ACCOUNT, "MANAGE"), ("far-worker", "EDIT")):
+        grant = {"username": name, "resource_type": "registered_model"}
+        grant |= {"resource_id": PLATFORM_MODEL, "permission": permission}
+        url = f"{server.url}/api/3.0/mlflow/users/permissions/grant"
+        ok(requests.post(url, json=grant, auth=server.admin, timeout=30))
+    yield found
+    server.stop()
+
+
+def test_a_worker_elsewhere_registers_and_names_challengers_but_not_the_champion(registry):
+    version = version_of(registry, registry.far_worker, PLATFORM_MODEL)
+    alias = {"name": PLATFORM_MODEL, "version": version}
+    assert (
+        registry.call(
+            registry.far_worker, "POST", "registered-models/alias", {**alias, "alias": "challenger"}
+        ).status_code
+        == 200
+    )
+    refused = registry.call(
+        registry.far_worker, "POST", "registered-models/alias", {**alias, "alias": "champion"}
+    )
+    assert refused.status_code == 403
+    assert "only the stack's promotion and admins" in refused.json()["message"]
+    tag = {**alias, "key": "val_rmse", "value": "5.0"}
+    assert (
+        registry.call(registry.far_worker, "POST", "model-versions/set-tag", tag).status_code == 200
+    )
+
+
+@pytest.mark.parametrize(
+    ("method", "endpoint", "body"),
+    [
+        ("POST", "model-versions/set-tag", {"key": RECORD, "value": "{}"}),
+        ("POST", "registered-models/rename", {"new_name": "elsewhere"}),
+        ("POST", "registered-models/alias", {"alias": "production"}),
+    ],
+    ids=["writes-a-record", "renames-the-model", "sets-another-alias"],
+)
+def test_a_worker_elsewhere_is_refused(registry, method, endpoint, body):
+    version = version_of(registry, registry.stack, PLATFORM_MODEL)
+    answer = registry.call(
+        registry.far_worker, method, endpoint, {"name": PLATFORM_MODEL, "version": version, **body}
+    )
+    assert answer.status_code == 403, answer.text
+
+
+def test_a_record_cannot_come_with_a_new_version(registry):
+    run = run_of(registry, registry.far_worker)
+    body = {
+        "name": PLATFORM_MODEL,
+        "source": f"{run['info']['artifact_uri']}/model",
+        "run_id": run["info"]["run_id"],
+        "tags": [{"key": RECORD, "value": "{}"}],
+    }
+    assert (
+        registry.call(registry.far_worker, "POST", "model-versions/create", body).status_code == 403
+    )
+
+
+def test_the_ajax_path_and_a_query_string_are_held_to_the_same_rule(registry):
+    version = version_of(registry, registry.stack, PLATFORM_MODEL)
+    answer = requests.post(
+        f"{registry.url}/ajax-api/2.0/mlflow/registered-models/alias",
+        params={"name": PLATFORM_MODEL, "alias": "champion", "version": version},
+        auth=registry.far_worker,
+        timeout=30,
+    )
+    assert answer.status_code == 403
+
+
+def test_the_stack_and_admins_move_the_champion_and_write_records(registry):
+    version = version_of(registry, registry.stack, PLATFORM_MODEL)
+    for account in (registry.stack, registry.admin):
+        alias = {"name": PLATFORM_MODEL, "alias": "champion", "version": version}
+        ok(registry.call(account, "POST", "registered-models/alias", alias))
+        tag = {"name": PLATFORM_MODEL, "version": version, "key": RECORD, "value": "{}"}
+        ok(registry.call(account, "POST", "model-versions/set-tag", tag))
+    champion = registry.call(registry.teammate, "GET", "registered-models/alias", None)
+    assert champion.status_code in (200, 400)  # a read: MLflow's own rule
+
+
+def test_a_teammate_may_not_move_the_champion_but_names_their_own_models(registry):
+    version = version_of(registry, registry.stack, PLATFORM_MODEL)
+    alias = {"name": PLATFORM_MODEL, "alias": "champion", "version": version}
+    assert (
+        registry.call(registry.teammate, "POST", "registered-models/alias", alias).status_code
+        == 403
+    )
+    own = f"ted-model-{secrets.token_hex(3)}"
+    ok(registry.call(registry.teammate, "POST", "registered-models/create", {"name": own}))
+    mine = version_of(registry, registry.teammate, own)
+    ok(
+        registry.call(
+            registry.teammate,
+            "POST",
+            "registered-models/alias",
+            {"name": own, "alias": "champion", "version": mine},
+        )
+    )
+
+
+def test_wrong_passwords_are_refused_before_the_rule(registry):
+    alias = {"name": PLATFORM_MODEL, "alias": "champion", "version": "1"}
+    wrong = (STACK_ACCOUNT, "not-the-password")
+    assert registry.call(wrong, "POST", "registered-models/alias", alias).status_code == 401
