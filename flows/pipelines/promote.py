@@ -10,11 +10,13 @@ from typing import TYPE_CHECKING, Any
 from prefect import flow, get_run_logger, task
 
 from flows.errors import NotPromotable
+from flows.logic.params import platform_model
 from flows.logic.results import PromotionResult
 from flows.names import CHALLENGER, CHAMPION, PROMOTION_TAG_PREFIX
+from flows.pipelines import FLOW_TIMEOUT_S
 from flows.resources.registry import load_version
 from flows.settings import Settings
-from flows.steps.ingest import load, month_or_path
+from flows.steps.ingest import data_path, load, month_or_path
 from flows.steps.reporting import publish_report
 from flows.steps.retry import IO_RETRIES
 
@@ -183,7 +185,7 @@ def decision(
     )
 
 
-@flow(name="promote", log_prints=True)
+@flow(name="promote", log_prints=True, timeout_seconds=FLOW_TIMEOUT_S["promote"])
 def promote(
     model_name: str | None = None,
     color: str = "green",
@@ -196,7 +198,7 @@ def promote(
     from flows.logic.reports import promotion_report
 
     settings = Settings.from_env()
-    name = model_name or settings.model_name
+    name = platform_model(model_name, settings.model_name)
     challenger, champion = aliased_versions(name)
     if challenger is None:
         get_run_logger().info("%s has no %s: nothing to decide", name, CHALLENGER)
@@ -208,8 +210,9 @@ def promote(
     if val_month or val_path:
         val_location = month_or_path(color, val_month, val_path, "val")
     else:
-        # Default: the month the challenger was validated on, so the comparison is like for like.
-        val_location = challenger_run.data.params["val_uri"]
+        # Default: the month the challenger was validated on, so the comparison is like for like
+        # (from the data store only: whoever logged the run chose that value).
+        val_location = data_path(challenger_run.data.params["val_uri"], "the challenger's val_uri")
     val = load(val_location)
     # Both models load (download, unpack) and score side by side: half the wait of one by one.
     challenger_measured = measure.submit(name, challenger, val)

@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Any, cast
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.logic.params import checked_params
+from flows.logic.params import checked_params, platform_model
 from flows.logic.results import TrainResult
 from flows.names import CHALLENGER
+from flows.pipelines import FLOW_TIMEOUT_S
 from flows.pipelines.promote import promote as promote_flow
 from flows.settings import Settings
 from flows.steps.ingest import load, month_or_path
@@ -35,10 +36,6 @@ if TYPE_CHECKING:
     from flows.model import TripDurationRegressor
 
 # The `flows` package: what a version logs of it is the model (flows/model.py) and its features.
-FLOWS_DIR = Path(__file__).resolve().parents[1]
-# What loading the model imports (its class and the features it builds): logged with it, so any
-# MLflow client or server can load it without this repository.
-MODEL_MODULES = ("__init__.py", "model.py", "features.py")
 SERVING_PACKAGES = ("mlflow", "xgboost", "pandas", "numpy", "scikit-learn", "pyarrow")
 
 
@@ -146,7 +143,12 @@ def log_model(model: TripDurationRegressor, val: TripData) -> str:
 
 
 def model_package(staging: Path) -> Path:
-    """A copy of the `flows` package holding only the modules the model needs to load."""
+    """A copy of the `flows` package holding only the modules the model needs to load: logged
+    with it, so any MLflow client or server loads it without this repository, and every loader
+    predicts with the code the version was trained with."""
+    from flows.logic.provenance import MODEL_MODULES
+    from flows.resources.registry import FLOWS_DIR
+
     package = staging / FLOWS_DIR.name
     package.mkdir()
     for module in MODEL_MODULES:
@@ -204,6 +206,36 @@ def register(logged: LoggedRun, rmse: float, model_name: str) -> str:
     return challenger_from_run(MlflowClient(), model_name, logged.run_id, logged.model_uri, rmse)
 
 
+@task(**IO_RETRIES)
+def is_recorded(model_name: str, version: str) -> bool:
+    """True when the stack recorded the version (this is one of its workers)."""
+    from mlflow import MlflowClient
+
+    from flows.names import RECORD_TAG
+
+    return RECORD_TAG in MlflowClient().get_model_version(model_name, version).tags
+
+
+def promote_on_stack(model_name: str, val_month: str | None, val_location: str) -> None:
+    """Run the promote deployment (the stack's own queue) on the same validation month, and
+    wait for its decision; a failed promotion fails this run too."""
+    from flows.errors import NotPromotable
+    from flows.names import PROMOTE_DEPLOYMENT
+    from flows.resources.deployments import start_runs, wait_until_final
+
+    where = {"val_month": val_month} if val_month else {"val_path": val_location}
+    (started,) = start_runs(PROMOTE_DEPLOYMENT, [{"model_name": model_name, **where}])
+    get_run_logger().info("promotion handed to the stack: flow run %s", started.id)
+    ended: list[Any] = []
+    if wait_until_final([started.id], FLOW_TIMEOUT_S["promote"], ended.append, poll_s=3):
+        raise NotPromotable(f"the stack's promotion (flow run {started.id}) did not end in time")
+    state = ended[0].state
+    if not state.is_completed():
+        raise NotPromotable(
+            f"the stack's promotion (flow run {started.id}) {state.name}: {state.message}"
+        )
+
+
 def chosen_params(overrides: dict[str, Any] | None) -> dict[str, Any]:
     """The xgboost parameters a run uses, as logged (early stopping is logged as trees_used)."""
     from flows.model import DEFAULT_PARAMS
@@ -212,7 +244,7 @@ def chosen_params(overrides: dict[str, Any] | None) -> dict[str, Any]:
     return {**defaults, **(overrides or {})}
 
 
-@flow(name="train", log_prints=True)
+@flow(name="train", log_prints=True, timeout_seconds=FLOW_TIMEOUT_S["train"])
 def train(
     color: str = "green",
     train_month: str | None = None,
@@ -231,6 +263,7 @@ def train(
     """
     settings = Settings.from_env()
     params = checked_params(params)  # before anything is fetched
+    name = platform_model(model_name, settings.model_name)
     train_location = month_or_path(color, train_month, train_path, "train")
     val_location = month_or_path(color, val_month, val_path, "val")
     # Bad data stops the flow here, before any MLflow run exists.
@@ -243,10 +276,14 @@ def train(
         logged = log_run(
             run_id, model, train_data, val_data, predicted, metrics, chosen_params(params)
         )
-    name = model_name or settings.model_name
     version = register(logged, metrics["rmse"], name)
     print(f"run {logged.run_id}: rmse {metrics['rmse']:.3f}, {name} v{version} ({CHALLENGER})")
-    decision = promote_flow(model_name=name, val_path=val_location) if promote else None
+    decision = None
+    if promote and is_recorded(name, version):
+        decision = promote_flow(model_name=name, val_path=val_location)
+    elif promote:
+        # A worker on another host may not move champion: the stack's promotion decides.
+        promote_on_stack(name, val_month, val_location)
     result = TrainResult(
         run_id=logged.run_id,
         experiment_id=logged.experiment_id,
