@@ -45,6 +45,13 @@ class Settings(BaseSettings):
     # The data bucket through the stack's authenticated data proxy, for workers on other hosts
     # (`make worker`): they hold an MLflow account, not the S3 key.
     data_proxy_url: str | None = None
+    # Local folders whose trip files a flow may read by path (os.pathsep-separated), besides
+    # DATA_DIR: explicit paths elsewhere are refused (flows/logic/locations.py).
+    local_data_dirs: str | None = None
+    # What one trip file may hold, checked from its metadata before it is decoded: TLC's largest
+    # months have under 8 million rows and about 1 GB of columns once decoded.
+    trip_file_max_rows: int = Field(default=10_000_000, gt=0)
+    trip_file_max_bytes: int = Field(default=2_000_000_000, gt=0)
     mlflow_artifact_bucket: str = "mlflow-artifacts"
     s3_endpoint_url: str | None = None
     tlc_base_url: str = TLC_BASE_URL
@@ -79,6 +86,13 @@ class Settings(BaseSettings):
     # What one prediction request may hold: larger bodies get 413, more rows 400.
     serving_max_body_bytes: int = Field(default=1_048_576, gt=0)
     serving_max_rows: int = Field(default=1_000, gt=0)
+
+    def data_locations(self) -> tuple[list[str], list[str]]:
+        """Where explicit trip files may come from: URLs (TLC's, the data proxy's) and folders."""
+        from flows.logic.locations import local_data_dirs
+
+        urls = [self.tlc_base_url, self.data_proxy_url or ""]
+        return [u for u in urls if u], [self.data_dir or "", *local_data_dirs(self.local_data_dirs)]
 
     @property
     def scoring_experiment_name(self) -> str:

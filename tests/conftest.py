@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,10 @@ import pytest
 
 from tests import servers
 from tests.paths import TLC_DATA
+
+# Flows read explicit paths only from the data store (flows/logic/locations.py): here, the TLC
+# copies and the tests' own temporary files. Processes the tests start inherit it.
+os.environ.setdefault("LOCAL_DATA_DIRS", os.pathsep.join([str(TLC_DATA), tempfile.gettempdir()]))
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # `make test` runs one pytest process per core: a process that also ran one OpenMP thread per

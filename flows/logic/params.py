@@ -51,3 +51,14 @@ def checked_params(params: dict[str, Any] | None) -> dict[str, Any]:
                 f"params: {name}={value!r} must be {kind} from {lowest:g} to {highest:g}"
             )
     return dict(params or {})
+
+
+def platform_model(model_name: str | None, platform: str) -> str:
+    """The platform's model: ``model_name`` may only name it (the flows load and register no
+    other, so a request cannot point the stack's worker at someone else's versions)."""
+    if model_name and model_name != platform:
+        raise InvalidParameters(
+            f"model_name {model_name!r}: the flows work on the platform's model {platform!r} only "
+            "(MODEL_NAME)"
+        )
+    return platform

@@ -55,12 +55,49 @@ class TripData:
         return self.trips.rename(columns={PICKUP: prefix + PICKUP, DROPOFF: prefix + DROPOFF})
 
 
-def read_parquet(location: str, data: bytes) -> pd.DataFrame:
-    """Parse parquet bytes, turning any parse failure into a TripDataError naming ``location``."""
+@dataclass(frozen=True)
+class FileLimits:
+    """What one trip file may hold (TRIP_FILE_MAX_ROWS, TRIP_FILE_MAX_BYTES)."""
+
+    max_rows: int = 10_000_000
+    max_bytes: int = 2_000_000_000
+
+
+# TLC's months fit these many times over (TRIP_FILE_MAX_ROWS, TRIP_FILE_MAX_BYTES).
+DEFAULT_LIMITS = FileLimits()
+
+
+def check_size(location: str, file: pq.ParquetFile, limits: FileLimits) -> None:
+    """Refuse a file whose metadata says it decodes to more rows or bytes than ``limits``."""
+    metadata = file.metadata
+    decoded = sum(metadata.row_group(i).total_byte_size for i in range(metadata.num_row_groups))
+    if metadata.num_rows > limits.max_rows:
+        raise TripDataError(
+            location,
+            f"{metadata.num_rows} rows, more than TRIP_FILE_MAX_ROWS ({limits.max_rows}): "
+            "not a TLC month",
+        )
+    if decoded > limits.max_bytes:
+        raise TripDataError(
+            location,
+            f"decodes to {decoded} bytes, more than TRIP_FILE_MAX_BYTES ({limits.max_bytes})",
+        )
+
+
+def read_parquet(location: str, data: bytes, limits: FileLimits = DEFAULT_LIMITS) -> pd.DataFrame:
+    """Parse parquet bytes (within ``limits``, checked from the metadata first), turning any
+    parse failure into a TripDataError naming ``location``."""
     if len(data) == 0:
         raise TripDataError(location, "file is empty (0 bytes)")
+    if len(data) > limits.max_bytes:
+        raise TripDataError(location, f"{len(data)} bytes, more than TRIP_FILE_MAX_BYTES")
     try:
-        table = pq.read_table(io.BytesIO(data))
+        file = pq.ParquetFile(io.BytesIO(data))
+    except (pa.ArrowException, OSError, ValueError) as error:
+        raise TripDataError(location, f"not a readable parquet file ({error})") from error
+    check_size(location, file, limits)
+    try:
+        table = file.read()
     except (pa.ArrowException, OSError, ValueError) as error:
         raise TripDataError(location, f"not a readable parquet file ({error})") from error
     return table.to_pandas()

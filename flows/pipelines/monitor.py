@@ -16,6 +16,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.errors import InvalidParameters, MissingModel
+from flows.logic.params import platform_model
 from flows.logic.results import MonitorResult
 from flows.names import (
     BREACH_EVENT,
@@ -33,8 +34,9 @@ from flows.names import (
     REASON_TAG,
     VERSION_LABEL,
 )
+from flows.pipelines import FLOW_TIMEOUT_S
 from flows.settings import Settings
-from flows.steps.ingest import load, locate_month
+from flows.steps.ingest import data_path, load, locate_month
 from flows.steps.reporting import publish_report
 from flows.steps.retry import IO_RETRIES
 from flows.steps.scoring import (
@@ -228,7 +230,7 @@ def monitor_result(
     )
 
 
-@flow(name="monitor", log_prints=True)
+@flow(name="monitor", log_prints=True, timeout_seconds=FLOW_TIMEOUT_S["monitor"])
 def monitor(
     color: str = "green",
     month: str | None = None,
@@ -245,9 +247,10 @@ def monitor(
     settings = Settings.from_env()
     if not (month or path):
         raise InvalidParameters("give either month (YYYY-MM) or path")
-    name = model_name or settings.model_name
+    checked_path = data_path(path, "path") if path else None  # refused before anything is read
+    name = platform_model(model_name, settings.model_name)
     scored_by = version_by_number(name, version) if version else resolve_alias(name, CHAMPION)
-    location = path or locate_month(color, str(month))
+    location = checked_path or locate_month(color, str(month))
     label = month_label(month, location)
     # First what cannot be retried away: a version without a reference is refused at once.
     reference, reference_rmse = read_reference(scored_by)

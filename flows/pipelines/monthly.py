@@ -11,6 +11,7 @@ from flows.errors import NothingPublished
 from flows.logic.months import bucket_key, months_before, official_url
 from flows.logic.results import TrainResult
 from flows.names import CHAMPION
+from flows.pipelines import FLOW_TIMEOUT_S
 from flows.pipelines.score import score
 from flows.pipelines.train import train
 from flows.settings import Settings
@@ -48,7 +49,7 @@ def has_champion(model_name: str) -> bool:
     return version_by_alias(MlflowClient(), model_name, CHAMPION) is not None
 
 
-@flow(name="monthly", log_prints=True)
+@flow(name="monthly", log_prints=True, timeout_seconds=FLOW_TIMEOUT_S["monthly"])
 def monthly(color: str = "green", today: str | None = None) -> TrainResult:
     """Score the newest available month with the champion, then validate on it, train on the
     one before it, and promote."""

@@ -10,6 +10,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 
 from flows.logic.results import PlatformCheckResult
+from flows.pipelines import FLOW_TIMEOUT_S
 from flows.resources.store import data_store
 from flows.settings import Settings
 from flows.steps.retry import IO_RETRIES
@@ -58,7 +59,7 @@ def round_trip_data_store() -> int | None:
         store.delete(key)
 
 
-@flow(name="platform-check", log_prints=True)
+@flow(name="platform-check", log_prints=True, timeout_seconds=FLOW_TIMEOUT_S["platform-check"])
 def platform_check(experiment_name: str = "platform-check") -> PlatformCheckResult:
     """Reach MLflow (tracking and artifact proxy) and the data store from where the flow runs."""
     import mlflow

@@ -13,6 +13,7 @@ from uuid import UUID
 from prefect import flow, get_run_logger, task
 
 from flows.names import FAILURE_REASON_TAG, FLOW_RUN_TAG
+from flows.pipelines import FLOW_TIMEOUT_S
 from flows.steps.retry import IO_RETRIES
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ def fail_run(run_id: str, reason: str) -> None:
     client.set_terminated(run_id, status="FAILED")
 
 
-@flow(name="reap-mlflow-runs", log_prints=True)
+@flow(name="reap-mlflow-runs", log_prints=True, timeout_seconds=FLOW_TIMEOUT_S["reap-mlflow-runs"])
 def reap_mlflow_runs() -> list[str]:
     """Mark FAILED each RUNNING MLflow run whose flow run has ended; return their ids."""
     logger = get_run_logger()

@@ -6,8 +6,10 @@ from __future__ import annotations
 from prefect import flow, task
 
 from flows.logic.months import months_before
+from flows.logic.params import platform_model
 from flows.logic.results import RetrainResult
 from flows.names import RETRAINED_TAG_PREFIX
+from flows.pipelines import FLOW_TIMEOUT_S
 from flows.pipelines.train import train
 from flows.settings import Settings
 from flows.steps.retry import IO_RETRIES
@@ -32,7 +34,7 @@ def mark_retrained(model_name: str, version: str, month: str, new_version: str) 
     )
 
 
-@flow(name="retrain", log_prints=True)
+@flow(name="retrain", log_prints=True, timeout_seconds=FLOW_TIMEOUT_S["retrain"])
 def retrain(
     color: str,
     month: str,
@@ -42,7 +44,7 @@ def retrain(
 ) -> RetrainResult:
     """Train on the month before ``month``, validate on ``month`` and promote; once per breached
     month and ``version``."""
-    name = model_name or Settings.from_env().model_name
+    name = platform_model(model_name, Settings.from_env().model_name)
     done = retrained_as(name, version, month) if version else None
     if done:
         print(f"v{version} was already retrained for {month} (as v{done}): nothing to do")

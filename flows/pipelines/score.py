@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, cast
 from prefect import flow, get_run_logger, task
 
 from flows.errors import InvalidParameters
+from flows.logic.params import platform_model
 from flows.logic.results import MonitorResult, ScoreResult
 from flows.names import (
     ALIAS_TAG,
@@ -16,8 +17,9 @@ from flows.names import (
     MODEL_VERSION_TAG,
     OUTPUT_URI_TAG,
 )
+from flows.pipelines import FLOW_TIMEOUT_S
 from flows.settings import Settings
-from flows.steps.ingest import load, locate_month
+from flows.steps.ingest import data_path, load, locate_month
 from flows.steps.reporting import publish_report
 from flows.steps.retry import IO_RETRIES
 from flows.steps.scoring import has_reference, predict, resolve_alias, write_predictions
@@ -95,7 +97,7 @@ def monitor_scored(
     return watched, None
 
 
-@flow(name="score", log_prints=True)
+@flow(name="score", log_prints=True, timeout_seconds=FLOW_TIMEOUT_S["score"])
 def score(
     color: str = "green",
     month: str | None = None,
@@ -113,9 +115,10 @@ def score(
     settings = Settings.from_env()
     if not (month or path):
         raise InvalidParameters("give either month (YYYY-MM) or path")
-    name = model_name or settings.model_name
+    checked_path = data_path(path, "path") if path else None  # refused before anything is read
+    name = platform_model(model_name, settings.model_name)
     scored_by = resolve_alias(name, alias)
-    location = path or locate_month(color, str(month))
+    location = checked_path or locate_month(color, str(month))
     data = load(location)
     run_id = open_run(settings.scoring_experiment_name, f"score {location.rsplit('/', 1)[-1]}")
     with failed_if_raises(run_id):

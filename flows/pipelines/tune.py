@@ -24,6 +24,7 @@ from flows.names import (
     TUNE_TRIAL_DEPLOYMENT,
     TUNING_RUN_TAG,
 )
+from flows.pipelines import FLOW_TIMEOUT_S
 from flows.pipelines.train import train
 from flows.pipelines.tune_trial import TUNING_HOLDOUT_SHARE, tune_trial
 from flows.settings import Settings
@@ -155,7 +156,7 @@ def tag_training_run(run_id: str, tuning_run_id: str) -> None:
     MlflowClient().set_tag(run_id, TUNING_RUN_TAG, tuning_run_id)
 
 
-@flow(name="tune", log_prints=True)
+@flow(name="tune", log_prints=True, timeout_seconds=FLOW_TIMEOUT_S["tune"])
 def tune(
     color: str = "green",
     train_month: str | None = None,

@@ -11,6 +11,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.logic.params import checked_params
 from flows.names import PARENT_RUN_TAG, TRIAL_TAG
+from flows.pipelines import FLOW_TIMEOUT_S
 from flows.settings import Settings
 from flows.steps.ingest import load
 from flows.steps.retry import IO_RETRIES
@@ -58,7 +59,7 @@ def record_trial(run_id: str, parent_run_id: str, number: int, params: dict[str,
     client.set_terminated(run_id, "FINISHED")
 
 
-@flow(name="tune-trial", log_prints=True)
+@flow(name="tune-trial", log_prints=True, timeout_seconds=FLOW_TIMEOUT_S["tune-trial"])
 def tune_trial(
     train_location: str, params: dict[str, Any], parent_run_id: str, number: int
 ) -> float:

@@ -15,7 +15,7 @@ import requests
 
 from flows.errors import TripDataError
 from flows.logic.months import FILE_NAME, bucket_key, file_name, official_url
-from flows.logic.trips import TripData, read_parquet, validate_trips
+from flows.logic.trips import DEFAULT_LIMITS, FileLimits, TripData, read_parquet, validate_trips
 from flows.resources.s3 import MISSING_BUCKET, error_code, is_missing
 
 if TYPE_CHECKING:
@@ -26,19 +26,21 @@ DOWNLOAD_CHUNK = 1 << 20
 Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
 
 
-def read_bytes(location: str, s3: Any = None, proxy: ProxyStore | None = None) -> bytes:
+def read_bytes(
+    location: str, s3: Any = None, proxy: ProxyStore | None = None, max_bytes: int | None = None
+) -> bytes:
     """The bytes of a local path, an ``s3://bucket/key`` object or an http(s) URL (one of the
-    data proxy's with its credentials)."""
+    data proxy's with its credentials); more than ``max_bytes`` is refused before it is read."""
     parsed = urlparse(location)
     try:
         if proxy is not None and (key := proxy.key_of(location)) is not None:
             return proxy.read_bytes(key)
         if parsed.scheme == "s3":
-            return read_object(s3, location)
+            return read_object(s3, location, max_bytes)
         if parsed.scheme in ("http", "https"):
-            response = requests.get(location, timeout=60)
-            response.raise_for_status()
-            return response.content
+            return read_url(location, max_bytes)
+        if max_bytes is not None and Path(location).stat().st_size > max_bytes:
+            raise too_large(location, max_bytes)
         return Path(location).read_bytes()
     except FileNotFoundError as error:
         raise TripDataError(location, "file not found") from error
@@ -46,13 +48,33 @@ def read_bytes(location: str, s3: Any = None, proxy: ProxyStore | None = None) -
         raise TripDataError(location, "is a directory, not a parquet file") from error
 
 
-def read_object(s3: Any, location: str) -> bytes:
+def too_large(location: str, max_bytes: int) -> TripDataError:
+    """The refusal of a file larger than any trip file may be."""
+    return TripDataError(location, f"larger than TRIP_FILE_MAX_BYTES ({max_bytes} bytes)")
+
+
+def read_url(url: str, max_bytes: int | None) -> bytes:
+    """The body of an http(s) URL, streamed and cut off (refused) past ``max_bytes``."""
+    with requests.get(url, stream=True, timeout=60) as response:
+        response.raise_for_status()
+        body = bytearray()
+        for chunk in response.iter_content(DOWNLOAD_CHUNK):
+            body += chunk
+            if max_bytes is not None and len(body) > max_bytes:
+                raise too_large(url, max_bytes)
+    return bytes(body)
+
+
+def read_object(s3: Any, location: str, max_bytes: int | None = None) -> bytes:
     """The bytes of an ``s3://bucket/key`` object; a missing object or bucket is bad input."""
     from botocore.exceptions import ClientError
 
     parsed = urlparse(location)
     try:
         response = s3.get_object(Bucket=parsed.netloc, Key=parsed.path.lstrip("/"))
+        if max_bytes is not None and int(response.get("ContentLength") or 0) > max_bytes:
+            response["Body"].close()
+            raise too_large(location, max_bytes)
         body: bytes = response["Body"].read()
     except ClientError as error:
         if is_missing(error):
@@ -62,10 +84,15 @@ def read_object(s3: Any, location: str) -> bytes:
     return body
 
 
-def load_trips(location: str, s3: Any = None, proxy: ProxyStore | None = None) -> TripData:
-    """Read and validate one trip-record file from wherever it lives."""
-    data = read_bytes(location, s3, proxy)
-    checked = validate_trips(read_parquet(location, data), location)
+def load_trips(
+    location: str,
+    s3: Any = None,
+    proxy: ProxyStore | None = None,
+    limits: FileLimits = DEFAULT_LIMITS,
+) -> TripData:
+    """Read and validate one trip-record file from wherever it lives, within ``limits``."""
+    data = read_bytes(location, s3, proxy, limits.max_bytes)
+    checked = validate_trips(read_parquet(location, data, limits), location)
     return dataclasses.replace(checked, digest=hashlib.sha256(data).hexdigest())
 
 

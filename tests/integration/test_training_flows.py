@@ -88,6 +88,39 @@ def test_out_of_range_params_are_refused_before_any_fetch_or_fit(flow_env, tlc_s
     assert mlflow.get_experiment_by_name(flow_env) is None  # no run, nothing registered
 
 
+@pytest.mark.parametrize(
+    "given",
+    [
+        "/etc/hostname",
+        f"{TLC_DATA}/../../../../etc/hostname",
+        "s3://mlflow-artifacts/0/x.parquet",
+        "SITE",
+    ],
+    ids=["local-file", "dot-dot", "another-bucket", "internal-url"],
+)
+def test_paths_outside_the_data_store_are_refused_before_any_fetch(flow_env, tlc_site, given):
+    url, hits = tlc_site  # TLC_BASE_URL is TLC's own: this site is just some internal server
+    hits.clear()
+    given = f"{url}/green_tripdata_2021-01.parquet" if given == "SITE" else given
+    with pytest.raises(InvalidParameters, match="train_path .* is outside the data store"):
+        train(train_path=given, val_path=FEB, params=QUICK)
+    assert hits == []  # nothing fetched
+    assert mlflow.get_experiment_by_name(flow_env) is None  # no run, nothing registered
+
+
+def test_a_file_larger_than_a_tlc_month_is_refused_before_it_is_decoded(flow_env, monkeypatch):
+    monkeypatch.setenv("TRIP_FILE_MAX_ROWS", "1000")
+    with pytest.raises(TripDataError, match="76518 rows, more than TRIP_FILE_MAX_ROWS"):
+        train(train_path=JAN, val_path=FEB, params=QUICK, promote=True)
+    assert MlflowClient().search_registered_models(f"name='{flow_env}'") == []
+
+
+def test_only_the_platforms_model_is_trained_or_scored(flow_env):
+    with pytest.raises(InvalidParameters, match="model_name 'someone-elses'"):
+        train(train_path=JAN, val_path=FEB, model_name="someone-elses")
+    assert mlflow.get_experiment_by_name(flow_env) is None
+
+
 def test_flow_run_leaves_a_report_linking_to_mlflow(flow_env):
     result = train(train_path=JAN, val_path=FEB, params=QUICK)
 

@@ -130,3 +130,37 @@ def test_month_naming():
         file_name("green", "2021-13")
     with pytest.raises(ValueError, match="colour"):
         file_name("purple", "2021-01")
+
+
+def test_every_real_month_fits_the_default_file_limits():
+    import pyarrow.parquet as pq
+
+    from flows.logic.trips import DEFAULT_LIMITS, check_size
+
+    for path in TLC_DATA.glob("*_tripdata_*.parquet"):
+        check_size(str(path), pq.ParquetFile(path), DEFAULT_LIMITS)
+
+
+def test_a_parquet_bomb_is_refused_from_its_metadata_before_decoding(tmp_path):
+    """A few kB of repeated values that would decode to 12 million rows (far more than a TLC
+    month) are refused on the row count the footer states."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    bomb = tmp_path / "green_tripdata_2021-01.parquet"
+    pq.write_table(pa.table({"PULocationID": np.zeros(12_000_000, dtype="int64")}), bomb)
+    assert bomb.stat().st_size < 200_000
+    expect_error(str(bomb), "12000000 rows, more than TRIP_FILE_MAX_ROWS (10000000)")
+
+
+def test_the_decoded_size_limit_is_checked_too(tmp_path):
+    from flows.logic.trips import FileLimits
+
+    with pytest.raises(
+        TripDataError, match="decodes to [0-9]+ bytes, more than TRIP_FILE_MAX_BYTES"
+    ):
+        load_trips(
+            str(TLC_DATA / "green_tripdata_2021-01.parquet"),
+            limits=FileLimits(max_bytes=10**6 * 3 // 2),
+        )
