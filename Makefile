@@ -47,6 +47,7 @@ endif
 BACKUP_DIR ?= backups
 FILE ?=
 RUN ?=
+REASON ?=
 
 # $(call require,VARIABLES,USAGE): stop a verb with its usage line (exit 2) unless every one of
 # VARIABLES is set.
@@ -130,6 +131,14 @@ train: $(STACK_CHECK) ## Train on the worker and promote if better: TRAIN_MONTH=
 score: $(STACK_CHECK) ## Predict a month with the champion on the worker: MONTH=2021-03 [COLOR=green] [ALIAS=champion]
 	$(call require,MONTH,make score MONTH=YYYY-MM [COLOR=green] [ALIAS=champion])
 	$(ON_WORKER) python -m flows.cli score --color $(COLOR) --month $(MONTH) --alias $(ALIAS)
+
+.PHONY: history
+history: $(STACK_CHECK) ## Every recorded move of champion and challenger, newest first: when, who, from, to, why [LIMIT=50]
+	$(ON_WORKER) python -m flows.cli history --limit $(or $(LIMIT),50)
+
+.PHONY: rollback
+rollback: $(STACK_CHECK) ## Put the previous champion back (the model server follows): [VERSION=n] [REASON="..."]
+	$(ON_WORKER) python -m flows.cli rollback $(if $(VERSION),--version $(VERSION)) --reason "$(REASON)"
 
 .PHONY: backfill
 backfill: $(STACK_CHECK) ## Score months side by side on the pool: FROM=2021-01 TO=2021-06 (or MONTHS="2021-01 2023-03")

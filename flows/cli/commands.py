@@ -5,6 +5,8 @@ The grammar is in grammar.py (`python -m flows.cli --help`).
 
 from __future__ import annotations
 
+import getpass
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -141,6 +143,40 @@ def run_tuning(color: str, train_month: str, val_month: str, trials: int, timeou
     return run_and_report(TUNE_DEPLOYMENT, parameters, tuning_summary, timeout_s)
 
 
+def print_history(alias: str | None, limit: int) -> int:
+    """Print the model's alias moves, newest first."""
+    from flows.resources.registry import alias_moves
+
+    name = Settings.from_env().model_name
+    moves = alias_moves(name, alias, limit)
+    print(f"{name}: {len(moves)} alias moves on record, newest first")
+    for move in moves:
+        change = f"{move['from_version'] or '-'} -> {move['to_version'] or '(removed)'}"
+        when, who = move["at"][:19], move["actor"]
+        print(f"{when}  {move['alias']:<11} {change:<12} {who:<16} {move['reason']}")
+    return 0
+
+
+def rollback(version: str | None, reason: str) -> int:
+    """Put the champion back; 1 when there is nothing to put back."""
+    from mlflow import MlflowClient
+
+    from flows.errors import MissingModel
+    from flows.resources.registry import roll_back
+
+    name = Settings.from_env().model_name
+    who = os.environ.get("STARTED_BY") or getpass.getuser()
+    try:
+        old, new = roll_back(
+            MlflowClient(), name, version, f"by {who}" + (f": {reason}" if reason else "")
+        )
+    except MissingModel as error:
+        print(error, file=sys.stderr)
+        return 1
+    print(f"{name}: champion is version {new} again (was {old}); the model server follows it")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run one command; its exit code."""
     args = parser().parse_args(argv)
@@ -157,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
             args.monitor,
         ),
         "monitor": lambda: run_monitoring(args.color, args.month, args.version, args.timeout),
+        "history": lambda: print_history(args.alias, args.limit),
+        "rollback": lambda: rollback(args.version, args.reason),
         "tune": lambda: run_tuning(
             args.color, args.train_month, args.val_month, args.trials, args.timeout
         ),

@@ -17,6 +17,8 @@ USAGE = """The platform's command line: what `make train`, `make upload-data` an
     python -m flows.cli backfill --from M --to M           score months side by side, one run each
     python -m flows.cli monitor --month M                  run the `monitor` deployment, follow it
     python -m flows.cli tune --train-month M --val-month M  run the `tune` deployment, follow it
+    python -m flows.cli history [--alias champion]         every move of the model's aliases
+    python -m flows.cli rollback [--version N]             put the previous champion back
 
 Commands that start deployments print the flow run's logs as they come, then a summary.
 """
@@ -52,6 +54,14 @@ def parser() -> argparse.ArgumentParser:
     sc.add_argument("--month", required=True)
     sc.add_argument("--alias", default=CHAMPION, help="the model version to use, by alias")
     sc.add_argument("--timeout", type=int, default=DEFAULT_TIMEOUT_S, help="seconds to wait")
+
+    hi = commands.add_parser("history", help="every recorded move of the model's aliases")
+    hi.add_argument("--alias", help="only this alias's moves (default: all)")
+    hi.add_argument("--limit", type=int, default=50)
+
+    rb = commands.add_parser("rollback", help="put the champion back (default: the previous)")
+    rb.add_argument("--version", help="the version to make champion (default: the one before)")
+    rb.add_argument("--reason", default="", help="why, for the history")
 
     bf = commands.add_parser("backfill", help="score a range of months, one flow run each")
     bf.add_argument("--color", default="green", choices=COLORS)

@@ -9,7 +9,7 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from flows.errors import UntrustedVersion
 from flows.names import (
@@ -235,7 +235,7 @@ def register_challenger(
     record_version(client, name, str(version.version))
     if not client.get_registered_model(name).description:
         client.update_registered_model(name, description=MODEL_DESCRIPTION)
-    client.set_registered_model_alias(name, CHALLENGER, version.version)
+    move_alias(client, name, CHALLENGER, str(version.version), f"registered (val rmse {rmse:.4f})")
     return version
 
 
@@ -246,9 +246,37 @@ def challenger_from_run(
     already made from this run is reused, not duplicated)."""
     existing = versions_of_run(client, name, run_id)
     if existing:
-        client.set_registered_model_alias(name, CHALLENGER, existing[0].version)
+        move_alias(client, name, CHALLENGER, str(existing[0].version), "registered (retried)")
         return str(existing[0].version)
     return str(register_challenger(client, name, model_uri, rmse).version)
+
+
+def move_alias(
+    client: MlflowClient, name: str, alias: str, version: str | None, reason: str
+) -> None:
+    """Point ``alias`` at ``version`` (None: remove it), with the reason the tracking server
+    records in its alias history (mlflow_stack_registry; MLflow's client cannot send one)."""
+    from urllib.parse import quote
+
+    import mlflow
+    from mlflow.utils.credentials import get_default_host_creds
+    from mlflow.utils.rest_utils import http_request_safe
+
+    uri = mlflow.get_tracking_uri()
+    if not uri.startswith(("http://", "https://")):  # a local store keeps no history
+        if version is None:
+            client.delete_registered_model_alias(name, alias)
+        else:
+            client.set_registered_model_alias(name, alias, version)
+        return
+    body = {"name": name, "alias": alias}
+    http_request_safe(  # type: ignore[no-untyped-call]
+        get_default_host_creds(uri),  # type: ignore[no-untyped-call]
+        "/api/2.0/mlflow/registered-models/alias",
+        "POST" if version is not None else "DELETE",
+        json={**body, "version": str(version)} if version is not None else body,
+        extra_headers={"X-Platform-Reason": quote(reason, safe=" :,./()@=<>-_'")},
+    )
 
 
 def crown(
@@ -259,8 +287,8 @@ def crown(
     reason: str,
 ) -> None:
     """Move ``champion`` to the challenger; the old champion is tagged archived."""
-    client.set_registered_model_alias(name, CHAMPION, challenger.version)
-    client.delete_registered_model_alias(name, CHALLENGER)
+    move_alias(client, name, CHAMPION, str(challenger.version), f"promotion: {reason}")
+    move_alias(client, name, CHALLENGER, None, f"promoted to {CHAMPION}")
     client.set_model_version_tag(name, challenger.version, STAGE_TAG, PRODUCTION)
     if champion is not None:
         client.set_model_version_tag(name, champion.version, STAGE_TAG, ARCHIVED)
@@ -270,3 +298,57 @@ def crown(
     client.update_model_version(
         name, challenger.version, description=f"Champion since promotion: {reason}."
     )
+
+
+def alias_moves(name: str, alias: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    """The latest moves of the model's aliases, newest first, as the tracking server recorded
+    them (mlflow_stack_registry.history)."""
+    import mlflow
+    from mlflow.utils.credentials import get_default_host_creds
+    from mlflow.utils.rest_utils import http_request_safe
+
+    params: dict[str, Any] = {"name": name, "limit": limit, **({"alias": alias} if alias else {})}
+    answer = http_request_safe(  # type: ignore[no-untyped-call]
+        get_default_host_creds(mlflow.get_tracking_uri()),  # type: ignore[no-untyped-call]
+        "/api/2.0/platform/alias-history",
+        "GET",
+        params=params,
+    )
+    moves: list[dict[str, Any]] = answer.json()["moves"]
+    return moves
+
+
+def rollback_target(client: MlflowClient, name: str, version: str | None) -> tuple[str, str]:
+    """(current champion, the version to put back): ``version``, else the champion before
+    the current one; MissingModel when there is none, or when the stack has no record of it."""
+    from flows.errors import MissingModel
+
+    current = version_by_alias(client, name, CHAMPION)
+    if current is None:
+        raise MissingModel(f"model {name!r} has no {CHAMPION} to roll back")
+    if version is None:
+        moves = alias_moves(name, CHAMPION, 1000)
+        earlier = [
+            m for m in moves if m["to_version"] == str(current.version) and m["from_version"]
+        ]
+        if not earlier:
+            raise MissingModel(
+                f"no champion before version {current.version} is on record: give VERSION=n"
+            )
+        version = str(earlier[0]["from_version"])
+    target = client.get_model_version(name, version)
+    if RECORD_TAG not in target.tags:
+        raise MissingModel(
+            f"version {version} has no record of the stack: the model server would refuse it"
+        )
+    return str(current.version), str(target.version)
+
+
+def roll_back(client: MlflowClient, name: str, version: str | None, reason: str) -> tuple[str, str]:
+    """Put the champion back to ``version`` (default: the one before), recording why; the
+    (old, new) champion versions."""
+    old, new = rollback_target(client, name, version)
+    move_alias(client, name, CHAMPION, new, f"rollback from version {old}: {reason}")
+    client.set_model_version_tag(name, new, STAGE_TAG, PRODUCTION)
+    client.set_model_version_tag(name, old, STAGE_TAG, ARCHIVED)
+    return old, new

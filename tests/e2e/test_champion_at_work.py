@@ -148,3 +148,37 @@ def test_the_model_server_follows_promotions_without_a_failed_request(
         f"{len(failed)} of {len(seen)} calls failed during the switches: {failed[:5]}"
     )
     assert {v for _, _, v in seen} >= {weak.version, promoted.version}
+
+
+def test_every_champion_move_is_in_make_history_and_make_rollback_puts_one_back(
+    stack, prefect, trained, admin
+):
+    url, auth = f"{stack.serving_url}/invocations", admin_auth(stack)
+    champion = admin.get_model_version_by_alias(MODEL, "champion").version
+    weak_run = start_deployment(
+        "train/train", color="green", train_month="2021-01", val_month="2021-02", params=WEAK
+    )
+    wait_for_state(weak_run, {"Completed"}, 300)
+    weak = admin.get_model_version_by_alias(MODEL, "challenger").version
+    admin.set_registered_model_alias(MODEL, "champion", weak)  # a manual change, as in the UI
+    wait_for_version(url, auth, weak, 30)
+
+    rolled = stack.make("rollback", "REASON=the weak one was a mistake").stdout
+    assert f"champion is version {champion} again (was {weak})" in rolled, rolled
+    wait_for_version(url, auth, champion, 30)  # the model server follows the rollback
+
+    lines = stack.make("history", "LIMIT=20").stdout.splitlines()
+    moves = [line for line in lines if re.match(r"^\d{4}-\d\d-\d\dT", line)]
+    rollback, manual, registered = moves[0], moves[1], moves[2]
+    assert re.search(
+        rf"champion\s+{weak} -> {champion}\s+prefect-worker\s+rollback from version {weak}: "
+        r"by \S+@\S+: the weak one was a mistake",
+        rollback,
+    ), rollback
+    assert re.search(rf"champion\s+{champion} -> {weak}\s+admin\s+manual change", manual), manual
+    assert re.search(
+        rf"challenger\s+\S+ -> {weak}\s+prefect-worker\s+registered \(val rmse", registered
+    ), registered
+    assert any(
+        re.search(rf"champion\s+\S+ -> {champion}\s+prefect-worker\s+promotion: ", m) for m in moves
+    ), moves

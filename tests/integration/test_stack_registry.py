@@ -193,3 +193,73 @@ def test_wrong_passwords_are_refused_before_the_rule(registry):
     alias = {"name": PLATFORM_MODEL, "alias": "champion", "version": "1"}
     wrong = (STACK_ACCOUNT, "not-the-password")
     assert registry.call(wrong, "POST", "registered-models/alias", alias).status_code == 401
+
+
+def history(registry: Registry, account: tuple[str, str]) -> list[dict]:
+    """The platform model's alias moves, newest first, as ``account`` reads them."""
+    answer = requests.get(
+        f"{registry.url}/api/2.0/platform/alias-history",
+        params={"name": PLATFORM_MODEL},
+        auth=account,
+        timeout=30,
+    )
+    return ok(answer)["moves"]
+
+
+def test_every_alias_move_is_recorded_with_who_from_to_and_why(registry, monkeypatch):
+    from mlflow import MlflowClient
+
+    from flows.resources.registry import move_alias, roll_back
+
+    first, second = (version_of(registry, registry.stack, PLATFORM_MODEL) for _ in range(2))
+    for version in (first, second):  # the stack's record, so rollback may put them back
+        tag = {"name": PLATFORM_MODEL, "version": version, "key": RECORD, "value": "{}"}
+        ok(registry.call(registry.stack, "POST", "model-versions/set-tag", tag))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", registry.url)
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", registry.stack[0])
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", registry.stack[1])
+    client = MlflowClient(registry.url)
+    move_alias(client, PLATFORM_MODEL, "champion", first, "promotion: better rmse (5.1 < 5.3)")
+    # A manual change in MLflow (the UI calls the same endpoint, under /ajax-api).
+    manual = {"name": PLATFORM_MODEL, "alias": "champion", "version": second}
+    ok(
+        requests.post(
+            f"{registry.url}/ajax-api/2.0/mlflow/registered-models/alias",
+            json=manual,
+            auth=registry.admin,
+            timeout=30,
+        )
+    )
+    refused = {"name": PLATFORM_MODEL, "alias": "champion", "version": first}
+    assert (
+        registry.call(registry.teammate, "POST", "registered-models/alias", refused).status_code
+        == 403
+    )
+    old, new = roll_back(
+        client, PLATFORM_MODEL, None, "by alice@laptop: the manual change was a mistake"
+    )
+    assert (old, new) == (second, first)
+    assert client.get_model_version_by_alias(PLATFORM_MODEL, "champion").version == first
+
+    moves = [m for m in history(registry, registry.teammate) if m["alias"] == "champion"][:3]
+    assert [(m["from_version"], m["to_version"], m["actor"]) for m in moves] == [
+        (second, first, STACK_ACCOUNT),
+        (moves[1]["from_version"], second, "admin"),
+        (moves[2]["from_version"], first, STACK_ACCOUNT),
+    ]
+    assert (
+        moves[0]["reason"]
+        == f"rollback from version {second}: by alice@laptop: the manual change was a mistake"
+    )
+    assert moves[1]["reason"] == "manual change (MLflow UI or client)"
+    assert moves[2]["reason"] == "promotion: better rmse (5.1 < 5.3)"
+    assert moves[1]["from_version"] == first
+
+
+def test_the_history_needs_an_account(registry):
+    answer = requests.get(
+        f"{registry.url}/api/2.0/platform/alias-history",
+        params={"name": PLATFORM_MODEL},
+        timeout=30,
+    )
+    assert answer.status_code == 401

@@ -7,19 +7,30 @@ platform's model (MLFLOW_PLATFORM_MODEL), moving or deleting any alias but ``cha
 renaming or deleting the model or one of its versions, and on any model writing the stack's record
 of a version (the ``platform.record`` tag, flows/logic/provenance.py), need an admin or the
 stack's own worker account (MLFLOW_STACK_ACCOUNT). Everything else is MLflow's own rule.
+
+Every alias move it lets through and MLflow makes is recorded (mlflow_stack_registry.history):
+when, who, from which version to which, and the reason the platform's flows send in the
+``X-Platform-Reason`` header ("manual change" without one). GET /api/2.0/platform/alias-history
+answers any signed-in account.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import logging
 import os
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote
 
 from mlflow_data_proxy import refuse, replay, writer_of
+
+from mlflow_stack_registry.history import AliasHistory
+
+logger = logging.getLogger(__name__)
 
 ASGIApp = Callable[[MutableMapping[str, Any], Any, Any], Awaitable[None]]
 
@@ -35,6 +46,10 @@ MODEL_ENDPOINTS = {
 ALIAS_ENDPOINTS = {("POST", "registered-models/alias"), ("DELETE", "registered-models/alias")}
 TAG_ENDPOINTS = {("POST", "model-versions/set-tag"), ("DELETE", "model-versions/delete-tag")}
 CREATE_VERSION = ("POST", "model-versions/create")
+# The alias history: read by any account; a move's reason comes in this header (%-encoded).
+HISTORY_PATH = "/api/2.0/platform/alias-history"
+REASON_HEADER = b"x-platform-reason"
+MANUAL = "manual change (MLflow UI or client)"
 
 
 def request_fields(query: bytes, body: bytes) -> dict[str, Any]:
@@ -64,13 +79,55 @@ def needs_stack(method: str, endpoint: str, fields: dict[str, Any], model: str) 
     return key in MODEL_ENDPOINTS
 
 
-class StackMovesTheModel:
-    """ASGI middleware in front of MLflow's: the platform model's serving needs the stack."""
+def username_of(authorization: bytes | None) -> str:
+    """The user name of basic-auth credentials ('' when there are none)."""
+    scheme, _, encoded = (authorization or b"").partition(b" ")
+    try:
+        return (
+            base64.b64decode(encoded).decode().partition(":")[0]
+            if scheme.lower() == b"basic"
+            else ""
+        )
+    except ValueError:
+        return ""
 
-    def __init__(self, app: ASGIApp, model: str, stack_account: str) -> None:
+
+def aliased_version(model: str, alias: str) -> str | None:
+    """The version ``alias`` of ``model`` points at now, or None."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.server.handlers import _get_model_registry_store
+
+    try:
+        return str(_get_model_registry_store().get_model_version_by_alias(model, alias).version)
+    except MlflowException:
+        return None
+
+
+async def respond_json(send: Any, status: int, body: dict[str, Any]) -> None:
+    """A JSON answer."""
+    payload = json.dumps(body).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(payload)).encode()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
+
+
+class StackMovesTheModel:
+    """ASGI middleware in front of MLflow's: the platform model's serving needs the stack, and
+    every alias move is recorded (``history``)."""
+
+    def __init__(
+        self, app: ASGIApp, model: str, stack_account: str, history: AliasHistory | None = None
+    ) -> None:
         self.app, self.model, self.stack_account = app, model, stack_account
+        self.history = history
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope.get("path") == HISTORY_PATH:
+            await self.answer_history(scope, send)
+            return
         match = REGISTRY_PATH.match(scope.get("path", "")) if scope["type"] == "http" else None
         if match is None or scope["method"] not in ("POST", "DELETE"):
             await self.app(scope, receive, send)
@@ -82,16 +139,71 @@ class StackMovesTheModel:
             if not message.get("more_body"):
                 break
         fields = request_fields(scope.get("query_string", b""), bytes(body))
+        headers = dict(scope["headers"])
         if needs_stack(scope["method"], match["endpoint"], fields, self.model):
-            authorization = dict(scope["headers"]).get(b"authorization")
-            status, username = await asyncio.to_thread(writer_of, authorization)
+            status, username = await asyncio.to_thread(writer_of, headers.get(b"authorization"))
             if status == 403 and username == self.stack_account:
                 status = 200
             if status != 200:
                 refusal = f"only the stack's promotion and admins change what {self.model} serves"
                 await refuse(send, status, refusal)
                 return
-        await self.app(scope, replay(bytes(body)), send)
+        if (scope["method"], match["endpoint"]) not in ALIAS_ENDPOINTS or self.history is None:
+            await self.app(scope, replay(bytes(body)), send)
+            return
+        await self.move_alias(scope, bytes(body), send, fields, headers)
+
+    async def move_alias(
+        self,
+        scope: MutableMapping[str, Any],
+        body: bytes,
+        send: Any,
+        fields: dict[str, Any],
+        headers: dict[bytes, bytes],
+    ) -> None:
+        """Let MLflow move the alias, then record the move if it was made."""
+        model, alias = str(fields.get("name", "")), str(fields.get("alias", ""))
+        before = await asyncio.to_thread(aliased_version, model, alias)
+        status = 0
+
+        async def watched(message: MutableMapping[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        await self.app(scope, replay(body), watched)
+        if status != 200 or self.history is None:
+            return
+        after = str(fields["version"]) if scope["method"] == "POST" else None
+        reason = unquote(headers.get(REASON_HEADER, b"").decode("latin-1")) or MANUAL
+        actor = username_of(headers.get(b"authorization"))
+        try:
+            await asyncio.to_thread(self.history.append, model, alias, before, after, actor, reason)
+        except Exception:  # noqa: BLE001 (the move is made: say loudly that it is not on record)
+            logger.exception(
+                "%s@%s moved %s -> %s by %s but NOT recorded", model, alias, before, after, actor
+            )
+
+    async def answer_history(self, scope: MutableMapping[str, Any], send: Any) -> None:
+        """GET: the moves of a model's aliases, newest first, for any signed-in account."""
+        status, _ = await asyncio.to_thread(writer_of, dict(scope["headers"]).get(b"authorization"))
+        if status == 401:
+            await refuse(send, 401, "sign in")
+            return
+        query = {k: v[0] for k, v in parse_qs(scope.get("query_string", b"").decode()).items()}
+        if self.history is None or "name" not in query:
+            await respond_json(
+                send, 400, {"error_code": "INVALID_PARAMETER_VALUE", "message": "give name="}
+            )
+            return
+        limit = min(
+            int(query.get("limit", "100")) if query.get("limit", "").isdigit() else 100, 1000
+        )
+        moves = await asyncio.to_thread(
+            self.history.moves, query["name"], query.get("alias"), limit
+        )
+        await respond_json(send, 200, {"moves": moves})
 
 
 def create_app(app: Any = None) -> Any:
@@ -101,4 +213,6 @@ def create_app(app: Any = None) -> Any:
 
     served = auth.create_app(app if app is not None else server_app)
     model = os.environ.get("MLFLOW_PLATFORM_MODEL") or "taxi-trip-duration"
-    return StackMovesTheModel(served, model, os.environ["MLFLOW_STACK_ACCOUNT"])
+    backend = os.environ.get("MLFLOW_BACKEND_STORE_URI")
+    history = AliasHistory(backend) if backend else None
+    return StackMovesTheModel(served, model, os.environ["MLFLOW_STACK_ACCOUNT"], history)
