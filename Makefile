@@ -203,6 +203,14 @@ worker-down: docker-check ## Stop this host's worker: WORKER_ENV=worker-<name>.e
 backup: compose-only docker-check ## Archive the databases and buckets of the running stack into BACKUP_DIR (backups/)
 	@python3 -m infra.backup.archive backup --env-file $(ENV_FILE) --dir $(BACKUP_DIR)
 
+.PHONY: upgrade
+upgrade: compose-only docker-check ## After a git pull: back up the running stack, then build, migrate MLflow's databases, start, deploy
+	@$(COMPOSE) ps --status running --services 2>/dev/null | grep -qx postgres || { echo "make upgrade: the stack is not running; make up the version it was made with first, so the backup has everything" >&2; exit 1; }
+	@$(MAKE) --no-print-directory backup
+	@$(MAKE) --no-print-directory up
+	@$(MAKE) --no-print-directory deploy
+	@echo "upgraded; the backup taken first is the newest archive in $(BACKUP_DIR)/"
+
 .PHONY: restore
 restore: compose-only docker-check ## Replace the stack's databases and buckets with an archive: FILE=backups/....tar
 	$(call require,FILE,make restore FILE=backups/<project>-<time>.tar)
