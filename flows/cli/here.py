@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
 from typing import Any
 
 # Prefect starts a temporary server when no PREFECT_API_URL is set. Its first start on a new
@@ -35,10 +37,22 @@ def ephemeral_server_settings() -> AbstractContextManager[Any]:
     )
 
 
+def allow_named_files(*paths: str | None) -> None:
+    """Let this process's flows read the local files named on its own command line: flows read
+    explicit paths only from the data store (flows/logic/locations.py), which on a worker guards
+    what a request may make it read; here the caller is the one reading."""
+    folders = [str(Path(p).resolve().parent) for p in paths if p and "://" not in p]
+    if folders:
+        os.environ["LOCAL_DATA_DIRS"] = os.pathsep.join(
+            [*filter(None, [os.environ.get("LOCAL_DATA_DIRS")]), *folders]
+        )
+
+
 def train_here(args: argparse.Namespace) -> int:
     """Train in this process against MLFLOW_TRACKING_URI; print run id, rmse and version."""
     from flows.pipelines.train import train
 
+    allow_named_files(args.train, args.val)
     with ephemeral_server_settings():
         result = train(
             color=args.color,

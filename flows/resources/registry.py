@@ -119,7 +119,7 @@ def approve_downloaded(client: MlflowClient, found: ModelVersion, local: Path, b
                 model_name,
                 version,
                 "it has no record yet, and only the stack's own workers record versions "
-                "(run promotion on the stack: make promote)",
+                "(promotion runs on the stack: the promote deployment, in-stack queue)",
             ) from error
         raise
     return tag
