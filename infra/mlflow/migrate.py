@@ -38,12 +38,23 @@ def tracking_revision(uri: str) -> str | None:
 
 def migrate_tracking(uri: str) -> tuple[str | None, str | None]:
     """`mlflow db upgrade` on the tracking database; (revision before, after)."""
-    import mlflow.db
+    from mlflow.store.db.utils import (
+        _initialize_tables,
+        _is_empty_database,
+        _upgrade_db,
+        create_sqlalchemy_engine_with_retry,
+    )
 
     before = tracking_revision(uri)
-    mlflow.db.upgrade.callback(
-        uri
-    )  # the click command's own function: what `mlflow db upgrade` runs
+    # What `mlflow db upgrade` does (mlflow/db.py): a new database gets every table at the head.
+    engine = create_sqlalchemy_engine_with_retry(uri)  # type: ignore[no-untyped-call]
+    try:
+        if _is_empty_database(engine):  # type: ignore[no-untyped-call]
+            _initialize_tables(engine)  # type: ignore[no-untyped-call]
+        else:
+            _upgrade_db(engine)  # type: ignore[no-untyped-call]
+    finally:
+        engine.dispose()
     return before, tracking_revision(uri)
 
 
@@ -52,7 +63,7 @@ def migrate_accounts(uri: str) -> None:
     from mlflow.server.auth.db.utils import migrate_if_needed
     from mlflow.store.db.utils import create_sqlalchemy_engine_with_retry
 
-    engine = create_sqlalchemy_engine_with_retry(uri)
+    engine = create_sqlalchemy_engine_with_retry(uri)  # type: ignore[no-untyped-call]
     try:
         migrate_if_needed(engine, "head")
     finally:
