@@ -57,7 +57,7 @@ def platform_servers(
 
     bucket = "mlflow-artifacts"
     s3.client().create_bucket(Bucket=bucket)
-    mlflow_db = f"postgresql+psycopg2://{postgres.create_database('mlflow', token())}"
+    mlflow_db = f"postgresql+psycopg2://{postgres.create_mlflow_database('mlflow', token())}"
     prefect_db = f"postgresql+asyncpg://{postgres.create_database('prefect', token())}"
     with ThreadPoolExecutor(2) as pool:
         starting = [

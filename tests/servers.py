@@ -108,6 +108,7 @@ class Postgres:
     run_as: list[str]
     bindir: Path
     user: str = "postgres"
+    has_mlflow_template: bool = False
 
     def connect(self, dbname: str = "postgres"):
         """A psycopg2 connection as the superuser."""
@@ -131,6 +132,45 @@ class Postgres:
                 )
             )
         conn.close()
+        return f"{name}:{owner_password}@127.0.0.1:{self.port}/{name}"
+
+    def create_mlflow_database(self, name: str, owner_password: str) -> str:
+        """Like ``create_database``, but already at MLflow's schema: a copy of a template made
+        once per cluster. A new tracking database runs every MLflow migration (~20 s), most of
+        a test server's start; PostgreSQL copies a template in well under a second."""
+        template = "mlflow_template"
+        if not self.has_mlflow_template:
+            import sqlalchemy
+            from mlflow.store.db.utils import _initialize_tables
+
+            url = self.create_database(template, secrets.token_urlsafe(16))
+            engine = sqlalchemy.create_engine(f"postgresql+psycopg2://{url}")
+            _initialize_tables(engine)
+            engine.dispose()  # a template may have no open connections while it is copied
+            self.has_mlflow_template = True
+        conn = self.connect()
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(
+                sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                    sql.Identifier(name), sql.Literal(owner_password)
+                )
+            )
+            cur.execute(
+                sql.SQL("CREATE DATABASE {} TEMPLATE {} OWNER {}").format(
+                    sql.Identifier(name), sql.Identifier(template), sql.Identifier(name)
+                )
+            )
+        conn.close()
+        copy = self.connect(name)  # the copied tables still belong to the template's role
+        copy.autocommit = True
+        with copy.cursor() as cur:
+            cur.execute(
+                sql.SQL("REASSIGN OWNED BY {} TO {}").format(
+                    sql.Identifier(template), sql.Identifier(name)
+                )
+            )
+        copy.close()
         return f"{name}:{owner_password}@127.0.0.1:{self.port}/{name}"
 
     def stop(self) -> None:
@@ -344,7 +384,7 @@ def start_tracking_with_accounts(
 ) -> AccountsServer:
     """The stack's tracking server: MLflow's accounts and the stack's rule for its model
     (MLFLOW_APP_NAME=stack-registry), runs on a database of its own."""
-    backend = postgres.create_database(
+    backend = postgres.create_mlflow_database(
         f"tracking_{secrets.token_hex(3)}", secrets.token_urlsafe(16)
     )
     env = {

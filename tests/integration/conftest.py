@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
 import pytest
+from mlflow import MlflowClient
+
+from flows.names import CHAMPION
+from tests.paths import TLC_DATA
+
+JAN, FEB = (str(TLC_DATA / f"green_tripdata_2021-0{m}.parquet") for m in (1, 2))
 
 
 @pytest.fixture
@@ -17,3 +29,84 @@ def flow_env(prefect_api, tracking, s3, unique_name, monkeypatch):
     monkeypatch.setenv("MODEL_NAME", unique_name)
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", unique_name)
     return unique_name
+
+
+@dataclass(frozen=True)
+class TrainedFiles:
+    """One training's files (the model, its run's artifacts) and numbers, kept on disk."""
+
+    model: Path
+    artifacts: Path
+    params: dict[str, str]
+    metrics: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Registered:
+    """A version registered for a test: what tests read of a TrainResult."""
+
+    version: str
+    run_id: str
+
+
+@pytest.fixture(scope="session")
+def trained_once(platform_servers, s3, tmp_path_factory) -> TrainedFiles:
+    """One QUICK training (green 2021-01 -> 2021-02) per test process, its files kept: the tests
+    that need a champion but do not test training register copies of it (`champion`), in
+    seconds instead of the half minute a training and promotion take."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.pipelines.train import train
+    from tests.integration.params import QUICK
+
+    mlflow_server, prefect_server = platform_servers
+    name = f"trained-once-{uuid.uuid4().hex[:8]}"
+    s3.client().create_bucket(Bucket=f"data-{name}")
+    keep = tmp_path_factory.mktemp("trained-once")
+    settings = {PREFECT_API_URL: prefect_server.api_url}
+    with pytest.MonkeyPatch.context() as env, temporary_settings(settings):
+        for key, value in {**s3.env(), "DATA_BUCKET": f"data-{name}", "MODEL_NAME": name}.items():
+            if key != "MLFLOW_S3_ENDPOINT_URL":
+                env.setenv(key, value)
+        env.setenv("MLFLOW_EXPERIMENT_NAME", name)
+        env.setenv("MLFLOW_TRACKING_URI", mlflow_server.url)
+        mlflow.set_tracking_uri(mlflow_server.url)
+        try:
+            trained = train(train_path=JAN, val_path=FEB, params=QUICK)
+            run = MlflowClient().get_run(trained.run_id)
+            model = Path(
+                mlflow.artifacts.download_artifacts(trained.model_uri, dst_path=str(keep / "model"))
+            )
+            (model / "registered_model_meta").unlink(missing_ok=True)
+            artifacts = Path(
+                mlflow.artifacts.download_artifacts(
+                    run_id=trained.run_id, dst_path=str(keep / "run")
+                )
+            )
+        finally:
+            mlflow.set_tracking_uri(None)
+    return TrainedFiles(model, artifacts, dict(run.data.params), dict(run.data.metrics))
+
+
+@pytest.fixture
+def champion(flow_env, trained_once) -> Callable[..., Registered]:
+    """Registers a copy of the session's trained model as a new version of the test's model
+    (logged in its training experiment, recorded by the stack), as champion or challenger."""
+    from flows.resources.registry import crown, register_challenger, version_by_alias
+
+    def register(alias: str = CHAMPION) -> Registered:
+        client = MlflowClient()
+        mlflow.set_experiment(flow_env)
+        with mlflow.start_run() as run:
+            mlflow.log_artifacts(str(trained_once.artifacts))
+            mlflow.log_artifacts(str(trained_once.model), "model")
+            mlflow.log_params(trained_once.params)
+            mlflow.log_metrics(trained_once.metrics)
+        rmse = trained_once.metrics["rmse"]
+        version = register_challenger(client, flow_env, f"runs:/{run.info.run_id}/model", rmse)
+        if alias == CHAMPION:
+            before = version_by_alias(client, flow_env, CHAMPION)
+            crown(client, flow_env, version, before, "a copy of the session's trained model")
+        return Registered(str(version.version), run.info.run_id)
+
+    return register

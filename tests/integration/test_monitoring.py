@@ -23,9 +23,9 @@ pytestmark = pytest.mark.integration
 JAN, FEB = (str(TLC_DATA / f"green_tripdata_2021-0{m}.parquet") for m in (1, 2))
 
 
-def test_a_normal_month_logs_a_monitoring_run_and_no_breach(flow_env):
+def test_a_normal_month_logs_a_monitoring_run_and_no_breach(flow_env, champion):
     name = flow_env
-    trained = train(train_path=JAN, val_path=FEB, promote=True, params=QUICK)
+    trained = champion()
     result = monitor(path=FEB)
 
     assert result.version == trained.version and result.month == "2021-02"
@@ -43,9 +43,9 @@ def test_a_normal_month_logs_a_monitoring_run_and_no_breach(flow_env):
     assert mlflow.get_experiment_by_name(f"{name}-monitoring") is not None
 
 
-def test_a_drifted_month_breaches_once_per_month_and_version(flow_env, tmp_path):
+def test_a_drifted_month_breaches_once_per_month_and_version(flow_env, champion, tmp_path):
     name = flow_env
-    trained = train(train_path=JAN, val_path=FEB, promote=True, params=QUICK)
+    trained = champion()
     drifted = str(slower_traffic(tmp_path))
 
     first = monitor(path=drifted)
@@ -60,8 +60,8 @@ def test_a_drifted_month_breaches_once_per_month_and_version(flow_env, tmp_path)
     assert again.months_watched == ["2021-03"]
 
 
-def test_scoring_a_month_monitors_it(flow_env):
-    train(train_path=JAN, val_path=FEB, promote=True, params=QUICK)
+def test_scoring_a_month_monitors_it(flow_env, champion):
+    champion()
     from flows.pipelines.score import score
 
     scored = score(path=FEB)

@@ -12,8 +12,6 @@ from mlflow import MlflowClient
 
 from flows.errors import MissingModel
 from flows.pipelines.score import score
-from flows.pipelines.train import train
-from tests.integration.params import QUICK
 from tests.paths import TLC_DATA
 
 pytestmark = pytest.mark.integration
@@ -35,11 +33,11 @@ def stored(s3, bucket: str, prefix: str) -> dict[str, pd.DataFrame]:
 
 
 def test_scoring_a_month_writes_its_partition_with_the_champions_predictions(
-    flow_env, s3, tlc_site, monkeypatch
+    flow_env, champion, s3, tlc_site, monkeypatch
 ):
     name, bucket = flow_env, f"data-{flow_env}"
     monkeypatch.setenv("TLC_BASE_URL", tlc_site[0])
-    trained = train(train_path=JAN, val_path=FEB, promote=True, params=QUICK)
+    trained = champion()
 
     result = score(month="2021-02")  # read as training reads a month: fetched into the bucket
 
@@ -72,9 +70,9 @@ def test_scoring_a_month_writes_its_partition_with_the_champions_predictions(
     assert run.data.metrics["rmse"] == pytest.approx(result.rmse) and result.rmse < 7
 
 
-def test_scoring_again_with_the_same_version_replaces_its_output(flow_env, s3):
+def test_scoring_again_with_the_same_version_replaces_its_output(flow_env, champion, s3):
     bucket = f"data-{flow_env}"
-    train(train_path=JAN, val_path=FEB, promote=True, params=QUICK)
+    champion()
     first = score(path=FEB)
     second = score(path=FEB)
     assert first.output_uri == second.output_uri
@@ -82,10 +80,10 @@ def test_scoring_again_with_the_same_version_replaces_its_output(flow_env, s3):
     assert len(frame) == second.rows
 
 
-def test_another_version_writes_beside_the_first(flow_env, s3):
+def test_another_version_writes_beside_the_first(flow_env, champion, s3):
     bucket = f"data-{flow_env}"
-    first = train(train_path=JAN, val_path=FEB, promote=True, params=QUICK)
-    second = train(train_path=JAN, val_path=FEB, params=QUICK)  # challenger, not promoted
+    first = champion()
+    second = champion(alias="challenger")  # not promoted
     score(path=FEB)
     score(path=FEB, alias="challenger")
     versions = {str(f["model_version"].iloc[0]) for f in stored(s3, bucket, FEB_PREFIX).values()}
@@ -102,19 +100,19 @@ def test_without_a_champion_scoring_fails_clearly_and_writes_nothing(flow_env, s
 
 
 def test_the_monthly_flow_scores_the_new_month_with_the_champion_before_training_on_it(
-    flow_env, s3, tlc_site, monkeypatch
+    flow_env, champion, s3, tlc_site, monkeypatch
 ):
     from flows.pipelines.monthly import monthly
 
     name, bucket = flow_env, f"data-{flow_env}"
     monkeypatch.setenv("TLC_BASE_URL", tlc_site[0])
-    champion = train(train_path=JAN, val_path=FEB, promote=True, params=QUICK)
+    crowned = champion()
 
     result = monthly(today="2021-03")  # the newest month on the (local) TLC site: 2021-02
 
     (frame,) = stored(s3, bucket, FEB_PREFIX).values()
-    assert set(frame["model_version"]) == {champion.version}  # judged before any new model
-    assert int(result.version) > int(champion.version)
+    assert set(frame["model_version"]) == {crowned.version}  # judged before any new model
+    assert int(result.version) > int(crowned.version)
     run = MlflowClient().get_run(result.run_id)
     assert run.data.params["val_uri"].endswith("green_tripdata_2021-02.parquet")
     assert run.data.params["train_uri"].endswith("green_tripdata_2021-01.parquet")

@@ -182,8 +182,8 @@ def test_a_challenger_over_a_budget_is_refused_naming_it(flow_env, monkeypatch):
     assert "Not promoted: p95 latency" in refused.description
 
 
-def test_promotion_compares_on_an_explicit_month(flow_env):
-    train(train_path=JAN, val_path=FEB, promote=True, params=QUICK)
+def test_promotion_compares_on_an_explicit_month(flow_env, champion):
+    champion()
     challenger = train(train_path=FEB, val_path=JAN, params=QUICK)
     decision = promote(val_path=str(TLC_DATA / "green_tripdata_2023-01.parquet"))
     assert decision.challenger_version == challenger.version
@@ -192,16 +192,16 @@ def test_promotion_compares_on_an_explicit_month(flow_env):
     assert "trained on this data" not in decision.reason
 
 
-def test_promotion_warns_when_a_model_was_trained_on_the_validation_month(flow_env):
-    first = train(train_path=JAN, val_path=FEB, promote=True, params=QUICK)
+def test_promotion_warns_when_a_model_was_trained_on_the_validation_month(flow_env, champion):
+    first = champion()  # trained on January
     train(train_path=FEB, val_path=JAN, params=QUICK)
     decision = promote()  # the challenger's own validation month: the champion's training data
     assert f"warning: v{first.version} trained on this data" in decision.reason
 
 
-def test_failed_run_is_never_promoted(flow_env):
+def test_failed_run_is_never_promoted(flow_env, champion):
     name = flow_env
-    good = train(train_path=JAN, val_path=FEB, promote=True, params=QUICK)
+    good = champion()
     client = MlflowClient()
     # A version whose run failed: registered by hand, as a broken pipeline might leave it.
     with mlflow.start_run() as run:
