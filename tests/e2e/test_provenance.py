@@ -63,8 +63,8 @@ def test_a_version_changed_through_the_artifact_proxy_is_refused_everywhere(
     with pytest.raises(MlflowException, match="only the stack's promotion and admins"):
         MlflowClient().set_model_version_tag(MODEL, version.version, "platform.record", "{}")
     # MLflow lets EDIT rewrite the version's files through the artifact proxy...
-    location = admin.get_logged_model(version.model_id).artifact_location
-    path = location.removeprefix("mlflow-artifacts:/").strip("/")
+    location = admin.get_model_version_download_uri(MODEL, version.version)
+    path = location.removeprefix("mlflow-artifacts:").strip("/")
     put = requests.put(
         f"{stack.mlflow_url}/api/2.0/mlflow-artifacts/artifacts/{path}/code/flows/features.py",
         data=b"import os\nos.system('id > /tmp/owned')\n",

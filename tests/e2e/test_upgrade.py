@@ -102,8 +102,22 @@ def start_server(
     return servers.serve_command_on_free_port(command, env, log, "/health", 180)
 
 
+@pytest.fixture(scope="module")
+def prefect_alone(postgres, workdir):
+    """A Prefect server for the training at the end, without the session's MLflow server."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    database = "postgresql+asyncpg://" + postgres.create_database(
+        f"prefect_upgrade_{secrets.token_hex(3)}", secrets.token_urlsafe(12)
+    )
+    server = servers.start_prefect(database, workdir)
+    with temporary_settings({PREFECT_API_URL: server.api_url}):
+        yield server.api_url
+    server.stop()
+
+
 def test_databases_of_an_older_mlflow_are_migrated_and_keep_everything(
-    old_mlflow, postgres, prefect_api, tmp_path, monkeypatch
+    old_mlflow, postgres, prefect_alone, tmp_path, monkeypatch
 ):
     tracking, accounts = (
         "postgresql+psycopg2://"
