@@ -241,8 +241,10 @@ else
 	$(COMPOSE) ps
 endif
 
-.venv/.synced: pyproject.toml uv.lock
-	$(UV) sync --frozen
+# The MLflow apps are a path package installed as a copy: uv reinstalls it only when asked.
+MLFLOW_APPS := $(wildcard services/mlflow/proxied-artifacts/*/*.py services/mlflow/proxied-artifacts/pyproject.toml)
+.venv/.synced: pyproject.toml uv.lock $(MLFLOW_APPS)
+	$(UV) sync --frozen --reinstall-package mlflow-proxied-artifacts
 	@touch $@
 
 .PHONY: test
