@@ -104,6 +104,7 @@ class AliasFollower:
         version = self.aliased_version()
         current = self.current
         if version == (current.version if current else None):
+            self.refused = None  # the alias points at what answers: nothing refused any more
             return False
         if version is None:
             # The alias was removed: keep answering with what we have rather than fail.

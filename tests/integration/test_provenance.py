@@ -272,6 +272,13 @@ def test_the_model_server_keeps_answering_and_says_why_it_refused(platform, tmp_
             f"{url}/invocations", json={"dataframe_split": split}, auth=AUTH, timeout=30
         )
         assert answer.status_code == 200 and answer.headers["x-model-version"] == platform.champion
+        client.set_registered_model_alias(platform.name, CHAMPION, platform.champion)
+        back = wait_for(
+            lambda: requests.get(f"{url}/health", timeout=5).json(),
+            lambda h: h["status"] == "ok",
+        )
+        assert back == {**back, "status": "ok", "version": platform.champion}
+        assert "refused" not in back
     finally:
         client.set_registered_model_alias(platform.name, CHAMPION, platform.champion)
         servers.stop_process(process)
