@@ -136,6 +136,10 @@ score: $(STACK_CHECK) ## Predict a month with the champion on the worker: MONTH=
 history: $(STACK_CHECK) ## Every recorded move of champion and challenger, newest first: when, who, from, to, why [LIMIT=50]
 	$(ON_WORKER) python -m flows.cli history --limit $(or $(LIMIT),50)
 
+.PHONY: housekeeping
+housekeeping: $(STACK_CHECK) ## Delete what the retention keeps no longer, now (it runs daily), report sizes: [RETENTION_DAYS=n] [DRY_RUN=yes]
+	$(ON_WORKER) python -m flows.cli housekeeping $(if $(RETENTION_DAYS),--retention-days $(RETENTION_DAYS)) $(if $(filter yes,$(DRY_RUN)),--dry-run)
+
 .PHONY: rollback
 rollback: $(STACK_CHECK) ## Put the previous champion back (the model server follows): [VERSION=n] [REASON="..."]
 	$(ON_WORKER) python -m flows.cli rollback $(if $(VERSION),--version $(VERSION)) --reason "$(REASON)"

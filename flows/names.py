@@ -57,6 +57,9 @@ TUNE_TRIAL_DEPLOYMENT = "tune-trial/tune-trial"
 MONTHLY_DEPLOYMENT = "monthly/monthly"
 PLATFORM_CHECK_DEPLOYMENT = "platform-check/platform-check"
 REAPER_DEPLOYMENT = "reap-mlflow-runs/reap-mlflow-runs"
+HOUSEKEEPING_DEPLOYMENT = "housekeeping/housekeeping"
+# Where batch predictions go in the data bucket (flows/logic/predictions.py).
+PREDICTIONS_PREFIX = "predictions"
 
 # The event a monitoring breach emits (the `retrain` trigger and the notification match it),
 # about a resource `taxi.model.<name>.<version>` carrying these labels.

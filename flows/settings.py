@@ -80,6 +80,13 @@ class Settings(BaseSettings):
     monitor_max_rmse_increase: float = Field(default=0.10, gt=0)
     monitor_max_drift_share: float = Field(default=0.5, ge=0, le=1)
 
+    # Housekeeping (the daily `housekeeping` deployment): MLflow runs deleted longer ago than
+    # this (with their artifacts and logged models), and predictions older than this by versions
+    # that hold no alias, are deleted for good. Prefect's own vacuum (prefect-server) deletes flow
+    # runs, with their task runs and logs, that ended longer ago than FLOW_RUN_RETENTION_DAYS.
+    housekeeping_retention_days: float = Field(default=30, ge=0)
+    flow_run_retention_days: int = Field(default=90, ge=1)
+
     # The serving service answers with the version behind this alias, looked up this often.
     serving_alias: str = CHAMPION
     serving_poll_seconds: float = Field(default=5.0, gt=0)

@@ -14,6 +14,9 @@ import pytest
 from tests import servers
 from tests.paths import TLC_DATA
 
+# The platform's model and the stack's worker account, as docker-compose.yml names them.
+PLATFORM_MODEL, STACK_ACCOUNT = "taxi-trip-duration", "prefect-worker"
+
 # Flows read explicit paths only from the data store (flows/logic/locations.py): here, the TLC
 # copies and the tests' own temporary files. Processes the tests start inherit it.
 os.environ.setdefault("LOCAL_DATA_DIRS", os.pathsep.join([str(TLC_DATA), tempfile.gettempdir()]))
@@ -62,7 +65,10 @@ def platform_servers(
     with ThreadPoolExecutor(2) as pool:
         starting = [
             pool.submit(servers.start_mlflow, mlflow_db, s3, bucket, workdir),
-            pool.submit(servers.start_prefect, prefect_db, workdir),
+            # With the stack's vacuum of old flow runs (tests/integration/test_housekeeping.py).
+            pool.submit(
+                servers.start_prefect, prefect_db, workdir, servers.compose_vacuum_settings()
+            ),
         ]
     try:
         mlflow, prefect = (future.result() for future in starting)
@@ -71,6 +77,31 @@ def platform_servers(
         for future in starting:
             if future.exception() is None:
                 future.result().stop()
+
+
+@pytest.fixture(scope="session")
+def stack_tracking(
+    postgres, s3, workdir
+) -> Iterator[tuple[servers.AccountsServer, tuple[str, str]]]:
+    """The stack's tracking server as compose runs it (the stack-registry app, accounts) for the
+    platform's model, shared by the modules that test its rules, and the stack's own account."""
+    import requests
+
+    bucket = f"registry-{secrets.token_hex(3)}"
+    s3.client().create_bucket(Bucket=bucket)
+    server = servers.start_tracking_with_accounts(
+        postgres, s3, bucket, workdir, STACK_ACCOUNT, PLATFORM_MODEL
+    )
+    stack = (STACK_ACCOUNT, secrets.token_urlsafe(16))
+    created = requests.post(
+        f"{server.url}/api/2.0/mlflow/users/create",
+        json={"username": stack[0], "password": stack[1]},
+        auth=server.admin,
+        timeout=30,
+    )
+    created.raise_for_status()
+    yield server, stack
+    server.stop()
 
 
 def token() -> str:

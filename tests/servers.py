@@ -351,6 +351,8 @@ class AccountsServer:
     process: subprocess.Popen
     bucket: str
     admin: tuple[str, str]
+    # The tracking database (user:password@host:port/name), for a tracking server.
+    backend: str = ""
 
     def create_account(self, username: str) -> tuple[str, str]:
         """A new ordinary account (what `make user` does); its (username, password)."""
@@ -394,7 +396,9 @@ def start_tracking_with_accounts(
         "MLFLOW_PLATFORM_MODEL": model,
         "MLFLOW_STACK_ACCOUNT": stack_account,
     }
-    return start_with_accounts(postgres, s3, bucket, workdir, [], env)
+    server = start_with_accounts(postgres, s3, bucket, workdir, [], env)
+    server.backend = backend
+    return server
 
 
 def start_with_accounts(
@@ -445,7 +449,23 @@ class PrefectServer:
         stop_process(self.process)
 
 
-def start_prefect(database_url: str, workdir: Path) -> PrefectServer:
+def compose_vacuum_settings() -> dict[str, str]:
+    """prefect-server's vacuum settings in docker-compose.yml, its retention (P<days>D there)
+    shortened to two hours (Prefect wants over one), and checked every 5 s instead of hourly."""
+    import yaml
+
+    compose = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
+    environment = compose["services"]["prefect-server"]["environment"]
+    settings = {k: str(v) for k, v in environment.items() if "_DB_VACUUM_" in k}
+    return settings | {
+        "PREFECT_SERVER_SERVICES_DB_VACUUM_RETENTION_PERIOD": "PT2H",
+        "PREFECT_SERVER_SERVICES_DB_VACUUM_LOOP_SECONDS": "5",
+    }
+
+
+def start_prefect(
+    database_url: str, workdir: Path, extra_env: dict[str, str] | None = None
+) -> PrefectServer:
     """Start the Prefect API and UI server on a free local port."""
     home = workdir / "prefect-home"
     home.mkdir(exist_ok=True)
@@ -456,6 +476,7 @@ def start_prefect(database_url: str, workdir: Path) -> PrefectServer:
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_SERVER_LOGS_STREAM_OUT_ENABLED": "true",  # as in docker-compose.yml
         "PREFECT_SERVER_LOGS_STREAM_PUBLISHING_ENABLED": "true",
+        **(extra_env or {}),
     }
     env.pop("PREFECT_API_URL", None)  # a server, not a client of another one
     url, process = serve_on_free_port(

@@ -23,7 +23,13 @@ from flows.cli.summaries import (
     tuning_summary,
 )
 from flows.errors import InvalidParameters, TripDataError
-from flows.names import MONITOR_DEPLOYMENT, SCORE_DEPLOYMENT, TRAIN_DEPLOYMENT, TUNE_DEPLOYMENT
+from flows.names import (
+    HOUSEKEEPING_DEPLOYMENT,
+    MONITOR_DEPLOYMENT,
+    SCORE_DEPLOYMENT,
+    TRAIN_DEPLOYMENT,
+    TUNE_DEPLOYMENT,
+)
 from flows.settings import Settings
 
 if TYPE_CHECKING:
@@ -143,6 +149,27 @@ def run_tuning(color: str, train_month: str, val_month: str, trials: int, timeou
     return run_and_report(TUNE_DEPLOYMENT, parameters, tuning_summary, timeout_s)
 
 
+def run_housekeeping(retention_days: float | None, dry_run: bool, timeout_s: int) -> int:
+    """Run the `housekeeping` deployment now and follow it (its report is in its log).
+
+    Another retention is the run's environment (a job variable, which the gateway lets only
+    admins set), not a parameter: a teammate may run housekeeping, not shorten the retention."""
+    if retention_days is not None and retention_days < 0:
+        raise InvalidParameters(f"--retention-days must be 0 or more, not {retention_days}")
+    variables = (
+        {"env": {"HOUSEKEEPING_RETENTION_DAYS": str(retention_days)}}
+        if retention_days is not None
+        else None
+    )
+    return run_and_report(
+        HOUSEKEEPING_DEPLOYMENT,
+        {"dry_run": dry_run},
+        lambda flow_run_id: [f"report: the artifact 'housekeeping' of flow run {flow_run_id}"],
+        timeout_s,
+        variables,
+    )
+
+
 def print_history(alias: str | None, limit: int) -> int:
     """Print the model's alias moves, newest first."""
     from flows.resources.registry import alias_moves
@@ -194,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "monitor": lambda: run_monitoring(args.color, args.month, args.version, args.timeout),
         "history": lambda: print_history(args.alias, args.limit),
+        "housekeeping": lambda: run_housekeeping(args.retention_days, args.dry_run, args.timeout),
         "rollback": lambda: rollback(args.version, args.reason),
         "tune": lambda: run_tuning(
             args.color, args.train_month, args.val_month, args.trials, args.timeout

@@ -16,7 +16,12 @@ if TYPE_CHECKING:
     from prefect.client.schemas.objects import FlowRun, Log
 
 
-def follow(deployment: str, parameters: dict[str, Any], timeout_s: int) -> FlowRun:
+def follow(
+    deployment: str,
+    parameters: dict[str, Any],
+    timeout_s: int,
+    job_variables: dict[str, Any] | None = None,
+) -> FlowRun:
     """Start a deployment's flow run and print its logs as they come; return the ended run."""
     from prefect.deployments import run_deployment
 
@@ -24,7 +29,11 @@ def follow(deployment: str, parameters: dict[str, Any], timeout_s: int) -> FlowR
 
     # Called outside an event loop, run_deployment runs synchronously and returns the flow run.
     flow_run: FlowRun = run_deployment(
-        deployment, parameters=parameters, timeout=0, tags=starter_tags()
+        deployment,
+        parameters=parameters,
+        timeout=0,
+        tags=starter_tags(),
+        job_variables=job_variables,
     )  # type: ignore[assignment]
     print(f"flow run {flow_run.name} ({flow_run.id}) of {deployment}", flush=True)
     ended = asyncio.run(stream_until_final(flow_run.id, timeout_s))
@@ -86,11 +95,12 @@ def run_and_report(
     parameters: dict[str, Any],
     summary: Callable[[str], list[str]],
     timeout_s: int,
+    job_variables: dict[str, Any] | None = None,
 ) -> int:
     """Run a deployment on the worker, print its log lines as they come, then ``summary`` of
     the ended flow run (read from MLflow); the exit code."""
     import_in_background("mlflow")  # the summary needs it; the flow run takes longer than that
-    ended = follow(deployment, parameters, timeout_s)
+    ended = follow(deployment, parameters, timeout_s, job_variables)
     if not (ended.state and ended.state.is_completed()):
         print(ended.state.message if ended.state else "", file=sys.stderr)
         return 1

@@ -18,6 +18,7 @@ USAGE = """The platform's command line: what `make train`, `make upload-data` an
     python -m flows.cli monitor --month M                  run the `monitor` deployment, follow it
     python -m flows.cli tune --train-month M --val-month M  run the `tune` deployment, follow it
     python -m flows.cli history [--alias champion]         every move of the model's aliases
+    python -m flows.cli housekeeping [--dry-run]           run the `housekeeping` deployment
     python -m flows.cli rollback [--version N]             put the previous champion back
 
 Commands that start deployments print the flow run's logs as they come, then a summary.
@@ -78,6 +79,11 @@ def parser() -> argparse.ArgumentParser:
     tu.add_argument("--val-month", required=True)
     tu.add_argument("--trials", type=int, default=20)
     tu.add_argument("--timeout", type=int, default=DEFAULT_TIMEOUT_S * 2, help="seconds to wait")
+
+    hk = commands.add_parser("housekeeping", help="run the housekeeping deployment, follow it")
+    hk.add_argument("--retention-days", type=float, help="default: HOUSEKEEPING_RETENTION_DAYS")
+    hk.add_argument("--dry-run", action="store_true", help="report what it would delete, only")
+    hk.add_argument("--timeout", type=int, default=DEFAULT_TIMEOUT_S, help="seconds to wait")
 
     mo = commands.add_parser("monitor", help="run the monitor deployment for a month, follow it")
     mo.add_argument("--color", default="green", choices=COLORS)

@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 
 from flows.logic.months import FILE_NAME
+from flows.names import PREDICTIONS_PREFIX
 
-PREFIX = "predictions"
+PREFIX = PREDICTIONS_PREFIX
 
 
 @dataclass(frozen=True)

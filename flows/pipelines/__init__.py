@@ -16,4 +16,5 @@ FLOW_TIMEOUT_S: dict[str, int] = {
     "monthly": 8 * 3600,
     "platform-check": 600,
     "reap-mlflow-runs": 600,
+    "housekeeping": 3600,
 }

@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from flows.resources.s3 import MISSING_OBJECT, error_code, s3_client
 from flows.settings import Settings
+
+if TYPE_CHECKING:
+    from flows.logic.retention import StoredObject
 
 
 class DataStore(Protocol):
@@ -36,6 +41,13 @@ class DataStore(Protocol):
 
     def delete(self, key: str) -> None:
         """Remove ``key`` (no error if it is absent)."""
+
+
+class ListableStore(DataStore, Protocol):
+    """A store the stack holds itself (a bucket or a folder): housekeeping lists it."""
+
+    def listing(self, prefix: str) -> Iterator[StoredObject]:
+        """Every object whose key starts with ``prefix``."""
 
 
 class BucketStore:
@@ -72,6 +84,14 @@ class BucketStore:
     def delete(self, key: str) -> None:
         self.s3.delete_object(Bucket=self.bucket, Key=key)
 
+    def listing(self, prefix: str) -> Iterator[StoredObject]:
+        from flows.logic.retention import StoredObject
+
+        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+        for page in pages:
+            for item in page.get("Contents", []):
+                yield StoredObject(item["Key"], int(item["Size"]), item["LastModified"])
+
 
 class FolderStore:
     """Keys are files under one local directory."""
@@ -104,6 +124,15 @@ class FolderStore:
 
     def delete(self, key: str) -> None:
         (self.root / key).unlink(missing_ok=True)
+
+    def listing(self, prefix: str) -> Iterator[StoredObject]:
+        from flows.logic.retention import StoredObject
+
+        for path in sorted(self.root.rglob("*")):
+            key = path.relative_to(self.root).as_posix()
+            if path.is_file() and key.startswith(prefix):
+                stat = path.stat()
+                yield StoredObject(key, stat.st_size, datetime.fromtimestamp(stat.st_mtime, UTC))
 
 
 class ReadOnlyStore(PermissionError):

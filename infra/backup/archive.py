@@ -23,6 +23,8 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -30,6 +32,11 @@ from typing import IO, Any
 from infra.make_env import read_env
 
 APP_SERVICES = ["mlflow", "prefect-server", "worker"]
+# The PostgreSQL advisory lock the tracking server's housekeeping holds while it deletes
+# (services/mlflow/proxied-artifacts/mlflow_stack_registry/housekeeping.py MAINTENANCE_LOCK): a
+# backup holds it from its first dump to its last object, so nothing the dumps name is deleted
+# before it is copied.
+MAINTENANCE_LOCK = 0x7461_7869_686B
 
 
 class BackupError(Exception):
@@ -71,6 +78,30 @@ class Stack:
             **streams,
         )  # fmt: skip
 
+    @contextmanager
+    def maintenance_lock(self) -> Iterator[None]:
+        """Hold MAINTENANCE_LOCK in MLflow's database for the block (waiting for a sweep)."""
+        database = self.env.get("MLFLOW_DB_USER") or "mlflow"
+        session = subprocess.Popen(
+            [*self.compose, "exec", "-T", "postgres", "psql", "-U", "postgres", "--no-psqlrc",
+             "-v", "ON_ERROR_STOP=1", "--quiet", "--tuples-only", "-d", database],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert session.stdin is not None and session.stdout is not None
+        session.stdin.write(f"SELECT pg_advisory_lock({MAINTENANCE_LOCK});\n\\echo locked\n")
+        session.stdin.flush()
+        for line in session.stdout:
+            if line.strip() == "locked":
+                break
+        else:
+            error = session.stderr.read() if session.stderr else ""
+            raise BackupError(f"could not take the maintenance lock in {database}: {error}")
+        try:
+            yield
+        finally:
+            session.stdin.close()  # psql ends, and the lock with its session
+            session.wait(timeout=60)
+
     def psql(self, sql: str) -> None:
         """Run SQL as the superuser, in the postgres container."""
         self.run(
@@ -109,29 +140,31 @@ def backup(stack: Stack, target_dir: Path) -> Path:
         manifest: dict[str, Any] = {
             "created": stamp, "project": project, "databases": {}, "objects": {}
         }  # fmt: skip
-        for database, owner in stack.databases().items():
-            dump = work / f"{database}.dump"
-            with dump.open("wb") as out:
-                stack.run(
-                    "exec",
-                    "-T",
-                    "postgres",
-                    "pg_dump",
-                    "-U",
-                    "postgres",
-                    "-Fc",
-                    database,
-                    stdout=out,
-                )
-            manifest["databases"][database] = {
-                "owner": owner,
-                "size": dump.stat().st_size,
-                "sha256": sha256(dump),
-            }
-            print(f"database {database}: {dump.stat().st_size / 1e6:.1f} MB", flush=True)
-        buckets = work / "buckets.tar"
-        with buckets.open("wb") as out:
-            stack.buckets("export", stdout=out)
+        # Dumps to last object under the lock housekeeping deletes under (MAINTENANCE_LOCK).
+        with stack.maintenance_lock():
+            for database, owner in stack.databases().items():
+                dump = work / f"{database}.dump"
+                with dump.open("wb") as out:
+                    stack.run(
+                        "exec",
+                        "-T",
+                        "postgres",
+                        "pg_dump",
+                        "-U",
+                        "postgres",
+                        "-Fc",
+                        database,
+                        stdout=out,
+                    )
+                manifest["databases"][database] = {
+                    "owner": owner,
+                    "size": dump.stat().st_size,
+                    "sha256": sha256(dump),
+                }
+                print(f"database {database}: {dump.stat().st_size / 1e6:.1f} MB", flush=True)
+            buckets = work / "buckets.tar"
+            with buckets.open("wb") as out:
+                stack.buckets("export", stdout=out)
         manifest["objects"] = bucket_manifest(buckets)
         print(
             f"buckets: {len(manifest['objects'])} objects, {buckets.stat().st_size / 1e6:.1f} MB",

@@ -46,6 +46,8 @@ ensure_role "${MLFLOW_DB_USER:?}" "${MLFLOW_DB_PASSWORD:?}"
 ensure_database "${MLFLOW_DB_USER}" "${MLFLOW_DB_USER}"
 # MLflow's basic-auth app keeps users and permissions in a database of its own, same owner.
 ensure_database "${MLFLOW_DB_USER}_auth" "${MLFLOW_DB_USER}"
+# The tracking server's housekeeping reports every database's size (infra/postgres/database-sizes.sql).
+POSTGRES_DB="${MLFLOW_DB_USER}" run_sql -v reader="${MLFLOW_DB_USER}" --file "$(dirname "$0")/database-sizes.sql"
 ensure_role "${PREFECT_DB_USER:?}" "${PREFECT_DB_PASSWORD:?}"
 ensure_database "${PREFECT_DB_USER}" "${PREFECT_DB_USER}"
 # The Prefect gateway's database belongs to the superuser: its role may append to the audit log

@@ -4,17 +4,15 @@ only the stack's account and admins change what the platform's model serves."""
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 import requests
 
-from tests import servers
+from tests.conftest import PLATFORM_MODEL, STACK_ACCOUNT
 
 pytestmark = pytest.mark.integration
 
-PLATFORM_MODEL, STACK_ACCOUNT = "taxi-trip-duration", "prefect-worker"
 RECORD = "platform.record"
 
 
@@ -64,16 +62,12 @@ def version_of(registry: Registry, account: tuple[str, str], model: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def registry(postgres, s3, workdir) -> Iterator[Registry]:
+def registry(stack_tracking) -> Registry:
     """The platform's model with a version, and the accounts `make up` and `make worker-env`
     make: MANAGE for the stack's account, EDIT for the worker elsewhere, READ for teammates."""
-    bucket = f"registry-{secrets.token_hex(3)}"
-    s3.client().create_bucket(Bucket=bucket)
-    server = servers.start_tracking_with_accounts(
-        postgres, s3, bucket, workdir, STACK_ACCOUNT, PLATFORM_MODEL
-    )
-    accounts = {}
-    for name in (STACK_ACCOUNT, "far-worker", "ted"):
+    server, stack = stack_tracking
+    accounts = {STACK_ACCOUNT: stack}
+    for name in ("far-worker", "ted"):
         accounts[name] = (name, secrets.token_urlsafe(16))
         body = {"username": name, "password": accounts[name][1]}
         ok(
@@ -93,8 +87,7 @@ def registry(postgres, s3, workdir) -> Iterator[Registry]:
         grant |= {"resource_id": PLATFORM_MODEL, "permission": permission}
         url = f"{server.url}/api/3.0/mlflow/users/permissions/grant"
         ok(requests.post(url, json=grant, auth=server.admin, timeout=30))
-    yield found
-    server.stop()
+    return found
 
 
 def test_a_worker_elsewhere_registers_and_names_challengers_but_not_the_champion(registry):

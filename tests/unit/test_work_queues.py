@@ -17,6 +17,7 @@ IN_STACK = {
     "reap-mlflow-runs",
     "promote",
     "retrain",
+    "housekeeping",  # it deletes
 }
 ANYWHERE = {"train", "tune", "tune-trial"}
 

@@ -12,12 +12,18 @@ Every alias move it lets through and MLflow makes is recorded (mlflow_stack_regi
 when, who, from which version to which, and the reason the platform's flows send in the
 ``X-Platform-Reason`` header ("manual change" without one). GET /api/2.0/platform/alias-history
 answers any signed-in account.
+
+Housekeeping (mlflow_stack_registry.housekeeping) runs here, the only process holding the
+tracking database and the artifact bucket's key: POST /api/2.0/platform/housekeeping/runs and
+/leftovers (the stack's account and admins) delete what the retention no longer keeps, GET
+/api/2.0/platform/housekeeping/sizes (any signed-in account) measures databases and bucket.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import datetime as dt
 import json
 import logging
 import os
@@ -29,6 +35,7 @@ from urllib.parse import parse_qs, unquote
 from mlflow_data_proxy import refuse, replay, writer_of
 
 from mlflow_stack_registry.history import AliasHistory
+from mlflow_stack_registry.housekeeping import Housekeeper, MaintenanceBusy
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +57,9 @@ CREATE_VERSION = ("POST", "model-versions/create")
 HISTORY_PATH = "/api/2.0/platform/alias-history"
 REASON_HEADER = b"x-platform-reason"
 MANUAL = "manual change (MLflow UI or client)"
+HOUSEKEEPING_PATH = "/api/2.0/platform/housekeeping/"
+HOUSEKEEPING_ACTIONS = {("POST", "runs"), ("POST", "leftovers"), ("GET", "sizes")}
+MAX_RUNS_PER_CALL = 500
 
 
 def request_fields(query: bytes, body: bytes) -> dict[str, Any]:
@@ -119,14 +129,22 @@ class StackMovesTheModel:
     every alias move is recorded (``history``)."""
 
     def __init__(
-        self, app: ASGIApp, model: str, stack_account: str, history: AliasHistory | None = None
+        self,
+        app: ASGIApp,
+        model: str,
+        stack_account: str,
+        history: AliasHistory | None = None,
+        housekeeper: Housekeeper | None = None,
     ) -> None:
         self.app, self.model, self.stack_account = app, model, stack_account
-        self.history = history
+        self.history, self.housekeeper = history, housekeeper
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope.get("path") == HISTORY_PATH:
             await self.answer_history(scope, send)
+            return
+        if scope["type"] == "http" and scope.get("path", "").startswith(HOUSEKEEPING_PATH):
+            await self.housekeep(scope, receive, send)
             return
         match = REGISTRY_PATH.match(scope.get("path", "")) if scope["type"] == "http" else None
         if match is None or scope["method"] not in ("POST", "DELETE"):
@@ -205,6 +223,72 @@ class StackMovesTheModel:
         )
         await respond_json(send, 200, {"moves": moves})
 
+    async def housekeep(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
+        """Housekeeping: sizes for any signed-in account; deletions for the stack and admins."""
+        action = scope["path"].removeprefix(HOUSEKEEPING_PATH)
+        if (scope["method"], action) not in HOUSEKEEPING_ACTIONS or self.housekeeper is None:
+            await respond_json(send, 404, {"error_code": "ENDPOINT_NOT_FOUND", "message": action})
+            return
+        status, username = await asyncio.to_thread(
+            writer_of, dict(scope["headers"]).get(b"authorization")
+        )
+        if status == 403 and (username == self.stack_account or action == "sizes"):
+            status = 200
+        if status != 200:
+            await refuse(send, status, "only the stack's housekeeping and admins delete")
+            return
+        if action == "sizes":
+            await respond_json(send, 200, await asyncio.to_thread(self.housekeeper.sizes))
+            return
+        body = bytearray()
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        try:
+            options = housekeeping_options(bytes(body))
+        except ValueError as problem:
+            await respond_json(
+                send, 400, {"error_code": "INVALID_PARAMETER_VALUE", "message": str(problem)}
+            )
+            return
+        try:
+            answer = await asyncio.to_thread(self.sweep, action, *options)
+        except MaintenanceBusy as busy:
+            await respond_json(send, 409, {"error_code": "RESOURCE_CONFLICT", "message": str(busy)})
+            return
+        logger.info("housekeeping %s by %s: %s", action, username, json.dumps(answer)[:2000])
+        await respond_json(send, 200, answer)
+
+    def sweep(
+        self, action: str, older_than: dt.timedelta, max_runs: int, dry_run: bool
+    ) -> dict[str, Any]:
+        """One housekeeping action under the maintenance lock."""
+        assert self.housekeeper is not None
+        with self.housekeeper.exclusive():
+            if action == "runs":
+                return self.housekeeper.sweep_runs(older_than, max_runs, dry_run).as_json()
+            return self.housekeeper.sweep_leftovers(older_than, dry_run)
+
+
+def housekeeping_options(body: bytes) -> tuple[dt.timedelta, int, bool]:
+    """(older than, at most this many runs, dry run) from a housekeeping request's JSON body."""
+    try:
+        fields = json.loads(body) if body else {}
+    except ValueError as bad:
+        raise ValueError(f"the body is not JSON: {bad}") from None
+    if not isinstance(fields, dict):
+        raise ValueError("the body must be a JSON object")
+    days, max_runs = fields.get("older_than_days"), fields.get("max_runs", 100)
+    if isinstance(days, bool) or not isinstance(days, int | float) or days < 0:
+        raise ValueError("older_than_days must be a number of days, 0 or more")
+    if isinstance(max_runs, bool) or not isinstance(max_runs, int):
+        raise ValueError(f"max_runs must be an integer from 1 to {MAX_RUNS_PER_CALL}")
+    if not 1 <= max_runs <= MAX_RUNS_PER_CALL:
+        raise ValueError(f"max_runs must be an integer from 1 to {MAX_RUNS_PER_CALL}")
+    return dt.timedelta(days=days), max_runs, bool(fields.get("dry_run", False))
+
 
 def create_app(app: Any = None) -> Any:
     """MLflow's basic-auth app around the server, behind the stack's rule for its model."""
@@ -215,4 +299,13 @@ def create_app(app: Any = None) -> Any:
     model = os.environ.get("MLFLOW_PLATFORM_MODEL") or "taxi-trip-duration"
     backend = os.environ.get("MLFLOW_BACKEND_STORE_URI")
     history = AliasHistory(backend) if backend else None
-    return StackMovesTheModel(served, model, os.environ["MLFLOW_STACK_ACCOUNT"], history)
+    from mlflow.server.constants import ARTIFACTS_DESTINATION_ENV_VAR
+
+    # `mlflow server` hands its --artifacts-destination to its workers in this variable.
+    destination = os.environ.get(ARTIFACTS_DESTINATION_ENV_VAR, "")
+    housekeeper = (
+        Housekeeper(backend, destination) if backend and destination.startswith("s3://") else None
+    )
+    return StackMovesTheModel(
+        served, model, os.environ["MLFLOW_STACK_ACCOUNT"], history, housekeeper
+    )

@@ -1,0 +1,15 @@
+-- The sizes of the stack's databases for the tracking server's housekeeping report
+-- (services/mlflow/proxied-artifacts/mlflow_stack_registry/housekeeping.py), run by postgres-init
+-- as the superuser in MLflow's database on every `make up`. Each service's role may connect only
+-- to its own database (init-databases.sh revokes CONNECT from PUBLIC), and pg_database_size needs
+-- CONNECT: this function, owned by the superuser, answers sizes and nothing else, to the one role
+-- granted it, rather than giving that role pg_read_all_stats (every session's query text).
+CREATE OR REPLACE FUNCTION public.platform_database_sizes()
+RETURNS TABLE (name text, bytes bigint)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog
+AS $$
+    SELECT datname::text, pg_database_size(oid) FROM pg_database WHERE NOT datistemplate
+$$;
+REVOKE ALL ON FUNCTION public.platform_database_sizes() FROM PUBLIC;
+SELECT format('GRANT EXECUTE ON FUNCTION public.platform_database_sizes() TO %I', :'reader') \gexec
