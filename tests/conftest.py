@@ -65,9 +65,10 @@ def platform_servers(
     with ThreadPoolExecutor(2) as pool:
         starting = [
             pool.submit(servers.start_mlflow, mlflow_db, s3, bucket, workdir),
-            # With the stack's vacuum of old flow runs (tests/integration/test_housekeeping.py).
+            # With the stack's vacuum of old flow runs and its metrics (test_housekeeping.py,
+            # test_metrics.py).
             pool.submit(
-                servers.start_prefect, prefect_db, workdir, servers.compose_vacuum_settings()
+                servers.start_prefect, prefect_db, workdir, servers.compose_prefect_settings()
             ),
         ]
     try:

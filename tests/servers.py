@@ -353,6 +353,8 @@ class AccountsServer:
     admin: tuple[str, str]
     # The tracking database (user:password@host:port/name), for a tracking server.
     backend: str = ""
+    # Its metrics (mlflow_platform_metrics, METRICS_PORT), for a tracking server.
+    metrics_url: str = ""
 
     def create_account(self, username: str) -> tuple[str, str]:
         """A new ordinary account (what `make user` does); its (username, password)."""
@@ -395,9 +397,11 @@ def start_tracking_with_accounts(
         "MLFLOW_APP_NAME": "stack-registry",  # as in docker-compose.yml
         "MLFLOW_PLATFORM_MODEL": model,
         "MLFLOW_STACK_ACCOUNT": stack_account,
+        "METRICS_PORT": str(free_port()),  # as in docker-compose.yml, on a port of its own
     }
     server = start_with_accounts(postgres, s3, bucket, workdir, [], env)
     server.backend = backend
+    server.metrics_url = f"http://127.0.0.1:{env['METRICS_PORT']}/metrics"
     return server
 
 
@@ -449,14 +453,14 @@ class PrefectServer:
         stop_process(self.process)
 
 
-def compose_vacuum_settings() -> dict[str, str]:
-    """prefect-server's vacuum settings in docker-compose.yml, its retention (P<days>D there)
-    shortened to two hours (Prefect wants over one), and checked every 5 s instead of hourly."""
+def compose_prefect_settings() -> dict[str, str]:
+    """prefect-server's vacuum and metrics settings in docker-compose.yml, the vacuum's retention
+    (P<days>D there) shortened to two hours (Prefect wants over one), checked every 5 s."""
     import yaml
 
     compose = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
     environment = compose["services"]["prefect-server"]["environment"]
-    settings = {k: str(v) for k, v in environment.items() if "_DB_VACUUM_" in k}
+    settings = {k: str(v) for k, v in environment.items() if "_DB_VACUUM_" in k or "_METRICS_" in k}
     return settings | {
         "PREFECT_SERVER_SERVICES_DB_VACUUM_RETENTION_PERIOD": "PT2H",
         "PREFECT_SERVER_SERVICES_DB_VACUUM_LOOP_SECONDS": "5",

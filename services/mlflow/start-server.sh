@@ -32,6 +32,14 @@ for arg in "$@"; do
   if [[ "${arg}" == "--artifacts-only" ]]; then cd "${config_dir}"; fi
 done
 
+# Metrics (mlflow_platform_metrics): every server process writes its own into this folder, and
+# one more process serves their sum on METRICS_PORT, which compose does not publish.
+if [[ -n "${METRICS_PORT:-}" ]]; then
+  export PROMETHEUS_MULTIPROC_DIR="${config_dir}/metrics"
+  mkdir -p "${PROMETHEUS_MULTIPROC_DIR}"
+  python -m mlflow_platform_metrics --port "${METRICS_PORT}" &
+fi
+
 # The tracking server runs MLflow's basic-auth app behind the stack's rule for its model
 # (MLFLOW_APP_NAME=stack-registry), the data proxy with writes for admins only (data-proxy).
 exec mlflow server --app-name "${MLFLOW_APP_NAME:-basic-auth}" "$@"

@@ -18,6 +18,8 @@ DEFAULT_AUTH_TTL_S = 30.0
 def main(argv: list[str] | None = None) -> int:
     """Load the aliased version (if any), follow the alias in a thread, serve over HTTP."""
     import uvicorn
+    from mlflow_platform_metrics import RequestMetrics
+    from prometheus_client import start_http_server
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
@@ -35,7 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     ttl = float(os.environ.get("MLFLOW_AUTH_CACHE_TTL_SECONDS") or DEFAULT_AUTH_TTL_S)
     authenticator = MlflowAuthenticator(os.environ["MLFLOW_TRACKING_URI"], settings.model_name, ttl)
     limits = Limits(settings.serving_max_body_bytes, settings.serving_max_rows)
-    server = ChampionServer(follower, authenticator, limits)
+    server = RequestMetrics(ChampionServer(follower, authenticator, limits), "serving")
+    if os.environ.get("METRICS_PORT"):
+        # On a port of its own, which compose does not publish: the stack's network only.
+        start_http_server(int(os.environ["METRICS_PORT"]), addr=args.host)
     try:
         uvicorn.run(server, host=args.host, port=args.port, log_level="warning")
     finally:

@@ -21,6 +21,10 @@ Before MLflow's app sees a prediction request, its body is bounded (SERVING_MAX_
 its rows too (SERVING_MAX_ROWS: 400), and each record is checked as training checks trips
 (services/serving/inputs.py: 400 naming the column and the value). Error answers never quote the
 request back: MLflow's own, which do, are replaced by a short line.
+
+Its metrics (requests, latency, in flight from mlflow_platform_metrics; predictions and rows by
+answering version, sign-ins refused, versions loaded and refused from services/serving/metrics.py)
+are served on METRICS_PORT, a port of their own (services/serving/__main__.py).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from typing import Any
 import requests
 
 from flows.errors import UntrustedVersion
+from services.serving import metrics
 from services.serving.inputs import Refused, records_of, validate
 from services.signin import CredentialCache, Credentials, FailureBrake, basic_header, from_header
 
@@ -105,6 +110,7 @@ class AliasFollower:
         current = self.current
         if version == (current.version if current else None):
             self.refused = None  # the alias points at what answers: nothing refused any more
+            metrics.REFUSED_VERSION.set(0)
             return False
         if version is None:
             # The alias was removed: keep answering with what we have rather than fail.
@@ -117,13 +123,21 @@ class AliasFollower:
             loaded = self.loader(self.model_name, version)
         except UntrustedVersion as untrusted:
             self.refused = (version, str(untrusted), time.monotonic())
+            metrics.VERSION_LOADS.labels("refused").inc()
+            metrics.REFUSED_VERSION.set(number_of(version))
             logger.error(
                 "%s@%s points at a refused version; still answering with %s: %s",
                 self.model_name, self.alias, current.version if current else "none", untrusted,
             )  # fmt: skip
             return False
+        except Exception:
+            metrics.VERSION_LOADS.labels("failed").inc()
+            raise
         self.refused = None
         self.current = loaded
+        metrics.VERSION_LOADS.labels("loaded").inc()
+        metrics.ANSWERING_VERSION.set(number_of(version))
+        metrics.REFUSED_VERSION.set(0)
         logger.info(
             "%s@%s: now version %s (loaded in %.1f s, was %s)",
             self.model_name, self.alias, version, time.perf_counter() - started,
@@ -156,6 +170,11 @@ class AliasFollower:
                 logger.warning("could not refresh %s@%s: %s", self.model_name, self.alias, error)
             if stop.wait(every_s):
                 return
+
+
+def number_of(version: str) -> int:
+    """A version's number for a gauge (0 when it is not one)."""
+    return int(version) if version.isdigit() else 0
 
 
 class MlflowAuthenticator:
@@ -307,15 +326,17 @@ class ChampionServer:
             await self.no_champion(send)
             return
         if status != 200:
+            metrics.SIGNIN_REFUSALS.labels(str(status)).inc()
             code, message = REFUSALS[status]
             challenge = [(b"www-authenticate", b'Basic realm="mlflow"')] if status == 401 else []
             if status == 429:
                 challenge = [(b"retry-after", b"5")]
             await respond(send, status, {"error_code": code, "message": message}, challenge)
             return
+        rows = None
         if scope["method"] == "POST" and scope["path"].rstrip("/") == "/invocations":
             try:
-                body = await self.checked_body(headers, receive)
+                body, rows = await self.checked_body(headers, receive)
             except Refused as refused:
                 error = {"error_code": ERROR_CODES[refused.status], "message": refused.message}
                 await respond(send, refused.status, error, [])
@@ -325,7 +346,8 @@ class ChampionServer:
         if loaded is None:
             await self.no_champion(send)
             return
-        await loaded.app(scope, receive, self.with_version(without_echo(send), loaded))
+        answer = self.with_version(without_echo(send), loaded, rows)
+        await loaded.app(scope, receive, answer)
 
     async def no_champion(self, send: Send) -> None:
         """503: nothing to answer with yet."""
@@ -335,8 +357,11 @@ class ChampionServer:
         )
         await respond(send, 503, {"error_code": "NO_CHAMPION", "message": message}, [])
 
-    async def checked_body(self, headers: dict[bytes, bytes], receive: Receive) -> bytes:
-        """The request's body, within the limits, its records valid; else Refused."""
+    async def checked_body(
+        self, headers: dict[bytes, bytes], receive: Receive
+    ) -> tuple[bytes, int]:
+        """The request's body and its number of records, within the limits, the records valid;
+        else Refused."""
         limit = self.limits.max_body_bytes
         declared = headers.get(b"content-length")
         too_large = f"bodies are limited to {limit} bytes (SERVING_MAX_BODY_BYTES)"
@@ -350,15 +375,22 @@ class ChampionServer:
                 raise Refused(413, too_large)
             if not message.get("more_body"):
                 break
-        validate(records_of(bytes(body), self.limits.max_rows))
-        return bytes(body)
+        records = records_of(bytes(body), self.limits.max_rows)
+        validate(records)
+        return bytes(body), len(records)
 
     @staticmethod
-    def with_version(send: Send, loaded: Loaded) -> Send:
-        """``send`` that adds the answering version's headers to the response."""
+    def with_version(send: Send, loaded: Loaded, rows: int | None = None) -> Send:
+        """``send`` that adds the answering version's headers to the response, and counts a
+        prediction request's answer (``rows`` given) for that version."""
 
         async def send_with_version(message: Message) -> None:
             if message["type"] == "http.response.start":
+                if rows is not None:
+                    status = int(message["status"])
+                    metrics.PREDICTIONS.labels(loaded.version, str(status)).inc()
+                    if status == 200:
+                        metrics.ROWS.labels(loaded.version).inc(rows)
                 message["headers"] = [
                     *message.get("headers", []),
                     (VERSION_HEADER, loaded.version.encode()),

@@ -38,6 +38,7 @@ class Stack:
     prefect_api_url: str
     serving_url: str
     data_proxy_url: str
+    prometheus_url: str = ""
 
     def compose(self, *args: str, check: bool = True, **kwargs: Any) -> subprocess.CompletedProcess:
         """Run ``docker compose`` against this stack; with ``check``, fail showing its errors."""
@@ -138,7 +139,7 @@ def shared_stack_settings(workdir: Path) -> Stack:
     on the address containers reach the host at (the bridge network's): teammates in other
     containers use the same URLs as the host, and nothing is published beyond this machine."""
     mlflow_port, prefect_port, serving_port = free_port(), free_port(), free_port()
-    data_proxy_port = free_port()
+    data_proxy_port, prometheus_port = free_port(), free_port()
     host = bridge_address(os.environ.get("PYTHON_IMAGE") or "python:3.11-slim-bookworm")
     overrides = {
         "COMPOSE_PROJECT_NAME": PROJECT,
@@ -146,6 +147,9 @@ def shared_stack_settings(workdir: Path) -> Stack:
         "PREFECT_PORT": str(prefect_port),
         "SERVING_PORT": str(serving_port),
         "DATA_PROXY_PORT": str(data_proxy_port),
+        "PROMETHEUS_PORT": str(prometheus_port),
+        # Prometheus and the platform's exporter too (tests/e2e/test_metrics.py).
+        "COMPOSE_PROFILES": "minio,metrics",
         "BIND_ADDRESS": host,
         "MLFLOW_EXTRA_ALLOWED_HOSTS": f"{host},{host}:{mlflow_port},{host}:{data_proxy_port}",
         "MLFLOW_UI_URL": f"http://{host}:{mlflow_port}",
@@ -153,7 +157,7 @@ def shared_stack_settings(workdir: Path) -> Stack:
         "APP_IMAGE": "taxi-mlops/app:e2e",
         "NOTIFY_WEBHOOK_URL": f"http://{RECEIVER}:8000/hook",
     }
-    for name in ("PYTHON_IMAGE", "POSTGRES_IMAGE", "MINIO_IMAGE"):  # CI's stand-in images
+    for name in ("PYTHON_IMAGE", "POSTGRES_IMAGE", "MINIO_IMAGE", "PROMETHEUS_IMAGE"):  # stand-ins
         if os.environ.get(name):
             overrides[name] = os.environ[name]
     env_file = workdir / "e2e.env"
@@ -164,6 +168,7 @@ def shared_stack_settings(workdir: Path) -> Stack:
         prefect_api_url=f"http://{host}:{prefect_port}/api",
         serving_url=f"http://{host}:{serving_port}",
         data_proxy_url=f"http://{host}:{data_proxy_port}",
+        prometheus_url=f"http://127.0.0.1:{prometheus_port}",
     )
 
 

@@ -38,8 +38,10 @@ def test_only_the_authenticated_services_are_published(stack):
     assert ports.pop("data-proxy") == [int(env["DATA_PROXY_PORT"])]
     assert ports.pop("prefect-gateway") == [int(env["PREFECT_PORT"])]
     assert ports.pop("serving") == [int(env["SERVING_PORT"])]
+    assert ports.pop("prometheus") == [int(env["PROMETHEUS_PORT"])]
     assert all(not published for published in ports.values()), ports
-    assert published_addresses(stack) == {env["BIND_ADDRESS"]}  # never 0.0.0.0 unless asked
+    # Never 0.0.0.0 unless asked, and Prometheus (no sign-in) on this machine only.
+    assert published_addresses(stack) == {env["BIND_ADDRESS"], "127.0.0.1"}
 
 
 def test_host_client_with_only_the_url_round_trips_artifacts(stack, tmp_path, monkeypatch):

@@ -279,7 +279,7 @@ def test_the_flow_deletes_old_predictions_of_versions_without_an_alias(
 
 def test_prefect_vacuums_old_flow_runs_with_the_settings_compose_gives_it(prefect_api, postgres):
     """The test server runs with prefect-server's vacuum settings from docker-compose.yml
-    (tests/servers.py compose_vacuum_settings: the retention two hours, checked every 5 s): a
+    (tests/servers.py compose_prefect_settings: the retention two hours, checked every 5 s): a
     flow run that ended before the retention is deleted with its logs, a recent one stays."""
     import time
 
@@ -293,7 +293,7 @@ def test_prefect_vacuums_old_flow_runs_with_the_settings_compose_gives_it(prefec
         get_run_logger().info("a line of the flow run's log")
         return str(runtime.flow_run.id)
 
-    settings = servers.compose_vacuum_settings()
+    settings = servers.compose_prefect_settings()
     assert settings["PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED"] == "events,flow_runs"
     old, new = vacuumed(), vacuumed()
     APILogWorker.drain_all(timeout=10)

@@ -7,6 +7,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import mlflow
 import numpy as np
@@ -17,6 +18,7 @@ import requests
 from flows.pipelines.train import train
 from tests import servers
 from tests.integration.params import QUICK, WEAK
+from tests.metrics import scrape, value
 from tests.paths import REPO_ROOT, TLC_DATA
 
 pytestmark = pytest.mark.integration
@@ -39,23 +41,35 @@ def invocation(frame: pd.DataFrame) -> dict:
     return {"dataframe_split": split}
 
 
+@dataclass(frozen=True)
+class ModelServer:
+    """A running model server: its URL (what ``str`` gives) and its metrics page."""
+
+    url: str
+    metrics_url: str
+
+    def __str__(self) -> str:
+        return self.url
+
+
 @pytest.fixture
-def model_server(flow_env, tracking, tmp_path) -> Iterator[str]:
+def model_server(flow_env, tracking, tmp_path) -> Iterator[ModelServer]:
     """`python -m services.serving` for the test's model, looking up the alias every second."""
-    port = servers.free_port()
+    port, metrics_port = servers.free_port(), servers.free_port()
     env = {
         **os.environ,
         "MLFLOW_TRACKING_URI": tracking,
         "MODEL_NAME": flow_env,
         "SERVING_POLL_SECONDS": "1",
         "PYTHONPATH": str(REPO_ROOT),
+        "METRICS_PORT": str(metrics_port),  # as in docker-compose.yml
     }
     process = servers.start_logged(
         [sys.executable, "-m", "services.serving", "--port", str(port)], env, tmp_path / "log"
     )
     url = f"http://127.0.0.1:{port}"
     servers.wait_for_http(f"{url}/ping", 120, lambda: process.poll() is None)
-    yield url
+    yield ModelServer(url, f"http://127.0.0.1:{metrics_port}/metrics")
     servers.stop_process(process)
 
 
@@ -157,3 +171,28 @@ def test_it_answers_as_the_champion_and_switches_without_a_failed_request(flow_e
     assert {status for status, _ in seen} == {200}, "a request failed during the switch"
     assert {version for _, version in seen} <= {first.version, second.version}
     assert len(seen) > 10
+
+    # Its metrics count exactly what it answered, by answering version.
+    before = scrape(model_server.metrics_url)
+    for rows in (1, 1, 1, 3, 5):
+        answer = requests.post(
+            f"{model_server}/invocations", json=invocation(records(rows)), auth=AUTH
+        )
+        assert answer.status_code == 200
+    assert (
+        requests.post(f"{model_server}/invocations", json=invocation(records(1))).status_code == 401
+    )
+    after = scrape(model_server.metrics_url)
+
+    def added(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert added("serving_predictions_total", version=second.version, status="200") == 5
+    assert added("serving_predicted_rows_total", version=second.version) == 11
+    assert added("serving_signin_refusals_total", status="401") == 1
+    served = {"service": "serving", "endpoint": "/invocations"}
+    assert added("platform_http_requests_total", status="200", **served) == 5
+    assert added("platform_http_requests_total", status="401", **served) == 1
+    assert added("platform_http_request_duration_seconds_count", **served) == 6
+    assert value(after, "serving_answering_version") == float(second.version)
+    assert value(after, "serving_version_loads_total", outcome="loaded") == 2

@@ -71,10 +71,13 @@ def test_every_compose_variable_is_documented(name):
 
 
 def test_compose_publishes_only_the_authenticated_services():
-    """MLflow, its data proxy, Prefect and the model server: each asks who is calling."""
+    """MLflow, its data proxy, Prefect and the model server: each asks who is calling. Prometheus
+    (no sign-in) is on this machine's loopback only, whatever BIND_ADDRESS says."""
     published = re.findall(r'^\s+- "\$\{BIND_ADDRESS:-127\.0\.0\.1\}:\$\{(\w+)', COMPOSE, re.M)
     assert published == ["MLFLOW_PORT", "DATA_PROXY_PORT", "PREFECT_PORT", "SERVING_PORT"]
-    assert COMPOSE.count("ports:") == 4
+    loopback = re.findall(r'^\s+- "127\.0\.0\.1:\$\{(\w+)', COMPOSE, re.M)
+    assert loopback == ["PROMETHEUS_PORT"]
+    assert COMPOSE.count("ports:") == 5
     assert "container_name" not in COMPOSE and ":latest" not in COMPOSE
 
 

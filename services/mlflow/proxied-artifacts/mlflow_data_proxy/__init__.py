@@ -86,5 +86,7 @@ def create_app(app: Any = None) -> Any:
     from mlflow.server import app as server_app
     from mlflow.server import auth
 
+    from mlflow_platform_metrics import RequestMetrics
+
     served = auth.create_app(app if app is not None else server_app)
-    return AdminsWrite(served)
+    return RequestMetrics(AdminsWrite(served), "data-proxy")

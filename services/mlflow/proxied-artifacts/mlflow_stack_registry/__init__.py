@@ -306,6 +306,9 @@ def create_app(app: Any = None) -> Any:
     housekeeper = (
         Housekeeper(backend, destination) if backend and destination.startswith("s3://") else None
     )
-    return StackMovesTheModel(
+    from mlflow_platform_metrics import RequestMetrics
+
+    guarded = StackMovesTheModel(
         served, model, os.environ["MLFLOW_STACK_ACCOUNT"], history, housekeeper
     )
+    return RequestMetrics(guarded, "mlflow")

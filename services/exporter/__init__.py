@@ -1,0 +1,1 @@
+"""The platform's own figures for Prometheus (the `platform-metrics` service)."""

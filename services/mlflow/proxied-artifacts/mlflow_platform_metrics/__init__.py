@@ -1,0 +1,94 @@
+"""Prometheus metrics of the stack's HTTP services: requests by endpoint, method and status,
+their latency, and requests in flight, from one ASGI middleware (prometheus-client).
+
+The tracking server and the data proxy run several worker processes (uvicorn ``--workers``):
+their metrics go through prometheus-client's multiprocess mode (PROMETHEUS_MULTIPROC_DIR, one
+file per process) and ``python -m mlflow_platform_metrics --port N`` serves the sum of them on a
+port of its own that compose does not publish, so the metrics stay on the stack's network and
+the services' own ports keep MLflow's routes only. The model server (one process) serves its
+registry the same way (services/serving). Endpoints are labelled by route, ids and artifact paths
+replaced, so the number of series stays bounded whatever clients ask for.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from prometheus_client import Counter, Gauge, Histogram
+
+ASGIApp = Callable[[MutableMapping[str, Any], Any, Any], Awaitable[None]]
+
+# From a 5 ms metadata read to a minutes-long artifact upload.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+REQUESTS = Counter(
+    "platform_http_requests_total",
+    "HTTP requests answered, by service, endpoint, method and status",
+    ["service", "endpoint", "method", "status"],
+)
+LATENCY = Histogram(
+    "platform_http_request_duration_seconds",
+    "Time from a request's arrival to the end of its answer, by service and endpoint",
+    ["service", "endpoint"],
+    buckets=LATENCY_BUCKETS,
+)
+IN_FLIGHT = Gauge(
+    "platform_http_requests_in_flight",
+    "Requests being answered now, by service",
+    ["service"],
+    multiprocess_mode="livesum",
+)
+
+API_PATH = re.compile(r"^/(?:api|ajax-api)/[0-9.]+/(?:[a-z0-9_-]+/){0,3}[a-z0-9_-]+$")
+ID_SEGMENT = re.compile(r"^(?:[0-9]+|[0-9a-f]{16,}|m-[0-9a-f]{32}|[0-9a-f-]{36})$")
+ARTIFACTS = re.compile(r"^/(?:api|ajax-api)/[0-9.]+/mlflow-artifacts/(?:artifacts|mpu)(?:/|$)")
+FIXED_PATHS = frozenset(
+    {"/", "/health", "/ping", "/version", "/invocations", "/metrics", "/get-artifact"}
+)
+PREFIXES = ("/static-files/", "/model-versions/get-artifact", "/graphql")
+
+
+def endpoint_of(path: str) -> str:
+    """A bounded label for a request path: the route, ids as ``:id``, artifact paths as ``*``."""
+    if ARTIFACTS.match(path):
+        return "/".join(path.split("/")[:5]) + "/*"
+    if API_PATH.match(path):
+        return "/".join(":id" if ID_SEGMENT.match(part) else part for part in path.split("/"))
+    if path in FIXED_PATHS:
+        return path
+    for prefix in PREFIXES:
+        if path.startswith(prefix):
+            return prefix.rstrip("/") + ("/*" if prefix.endswith("/") else "")
+    return "other"
+
+
+class RequestMetrics:
+    """ASGI middleware: counts, times and gauges every HTTP request of ``service``."""
+
+    def __init__(self, app: ASGIApp, service: str) -> None:
+        self.app, self.service = app, service
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        endpoint, status = endpoint_of(scope.get("path", "")), 500
+        started = time.perf_counter()
+
+        async def counted(message: MutableMapping[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        in_flight = IN_FLIGHT.labels(self.service)
+        in_flight.inc()
+        try:
+            await self.app(scope, receive, counted)
+        finally:
+            in_flight.dec()
+            method = scope.get("method", "GET")
+            REQUESTS.labels(self.service, endpoint, method, str(status)).inc()
+            LATENCY.labels(self.service, endpoint).observe(time.perf_counter() - started)
