@@ -85,7 +85,6 @@ def create_app(app: Any = None) -> Any:
     """MLflow's basic-auth app around the server, behind the admins-only writes."""
     from mlflow.server import app as server_app
     from mlflow.server import auth
-
     from mlflow_platform_metrics import RequestMetrics
 
     served = auth.create_app(app if app is not None else server_app)
