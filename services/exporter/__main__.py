@@ -27,6 +27,10 @@ def main(argv: list[str] | None = None) -> int:
         scoring_experiment=settings.scoring_experiment_name,
         monitoring_experiment=settings.monitoring_experiment_name,
     )
+    # Imported now, not on the first scrape (they take seconds).
+    import mlflow  # noqa: F401
+    import prefect.client.orchestration  # noqa: F401
+
     REGISTRY.register(PlatformCollector(sources))
     start_http_server(args.port, addr=args.host)
     threading.Event().wait()

@@ -257,6 +257,10 @@ class PlatformCollector(Collector):
         self.lock = threading.Lock()
         self.cached: tuple[float, list[Metric]] = (0.0, [])
 
+    def describe(self) -> list[Metric]:
+        """Nothing ahead: registering must not read every source (it would, without this)."""
+        return []
+
     def collect(self) -> Iterator[Metric]:
         with self.lock:
             taken, families = self.cached
