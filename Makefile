@@ -151,9 +151,9 @@ backfill: $(STACK_CHECK) ## Score months side by side on the pool: FROM=2021-01 
 		$(if $(MONTHS),--months $(MONTHS),--from $(FROM) --to $(TO)) $(if $(filter yes,$(MONITOR)),--monitor)
 
 .PHONY: monitor
-monitor: $(STACK_CHECK) ## Watch the champion on a month (drift, errors; a breach retrains): MONTH=2023-03 [VERSION=n]
-	$(call require,MONTH,make monitor MONTH=YYYY-MM [COLOR=green] [VERSION=n])
-	$(ON_WORKER) python -m flows.cli monitor --color $(COLOR) --month $(MONTH) $(if $(VERSION),--version $(VERSION))
+monitor: $(STACK_CHECK) ## Watch the champion on a month (drift, errors; a breach retrains): MONTH=2023-03 [VERSION=n] [SERVED=yes: what the model server answered]
+	$(call require,MONTH,make monitor MONTH=YYYY-MM [COLOR=green] [VERSION=n] [SERVED=yes])
+	$(ON_WORKER) python -m flows.cli monitor --color $(COLOR) --month $(MONTH) $(if $(VERSION),--version $(VERSION)) $(if $(filter yes,$(SERVED)),--served)
 
 .PHONY: tune
 tune: $(STACK_CHECK) ## Optuna search, trials as flow runs over the pool, then train the best: TRAIN_MONTH= VAL_MONTH= [TRIALS=20]

@@ -60,6 +60,8 @@ REAPER_DEPLOYMENT = "reap-mlflow-runs/reap-mlflow-runs"
 HOUSEKEEPING_DEPLOYMENT = "housekeeping/housekeeping"
 # Where batch predictions go in the data bucket (flows/logic/predictions.py).
 PREDICTIONS_PREFIX = "predictions"
+# Where the model server's answered records go (services/serving/traffic.py).
+SERVED_PREFIX = "served"
 
 # The event a monitoring breach emits (the `retrain` trigger and the notification match it),
 # about a resource `taxi.model.<name>.<version>` carrying these labels.
@@ -71,3 +73,5 @@ MODEL_LABEL, VERSION_LABEL, MONTH_LABEL, COLOR_LABEL = (
     "taxi.month",
     "taxi.color",
 )
+# What was monitored: a scored month ("batch") or what the model server answered ("served").
+SOURCE_LABEL, SOURCE_TAG = "taxi.source", "source"

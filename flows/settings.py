@@ -93,6 +93,13 @@ class Settings(BaseSettings):
     # What one prediction request may hold: larger bodies get 413, more rows 400.
     serving_max_body_bytes: int = Field(default=1_048_576, gt=0)
     serving_max_rows: int = Field(default=1_000, gt=0)
+    # What the model server answered, kept for monitoring (services/serving/traffic.py): written
+    # to the data bucket through the data proxy this often, or sooner at this many records; at
+    # most this many wait in memory (beyond, the oldest are dropped and counted).
+    serving_traffic_log: bool = True
+    serving_traffic_flush_seconds: float = Field(default=60.0, gt=0)
+    serving_traffic_batch_rows: int = Field(default=5_000, gt=0)
+    serving_traffic_max_rows: int = Field(default=100_000, gt=0)
 
     def data_locations(self) -> tuple[list[str], list[str]]:
         """Where explicit trip files may come from: URLs (TLC's, the data proxy's) and folders."""

@@ -378,9 +378,12 @@ def start_data_proxy(
     postgres: Postgres, s3: S3Server, bucket: str, workdir: Path
 ) -> AccountsServer:
     """A data proxy over ``bucket``, its accounts in a database of their own."""
-    return start_with_accounts(
-        postgres, s3, bucket, workdir, ["--artifacts-only"], {"MLFLOW_APP_NAME": "data-proxy"}
-    )
+    # As in docker-compose.yml: the model server's account may add its answered records.
+    env = {"MLFLOW_APP_NAME": "data-proxy", "DATA_PROXY_TRAFFIC_WRITER": SERVING_ACCOUNT}
+    return start_with_accounts(postgres, s3, bucket, workdir, ["--artifacts-only"], env)
+
+
+SERVING_ACCOUNT = "model-server"
 
 
 def start_tracking_with_accounts(

@@ -130,9 +130,12 @@ def run_backfill(
     return 1 if failed or pending else 0
 
 
-def run_monitoring(color: str, month: str, version: str | None, timeout_s: int) -> int:
-    """Run the `monitor` deployment for one month, follow it, print the figures and decision."""
-    parameters: dict[str, Any] = {"color": color, "month": month}
+def run_monitoring(
+    color: str, month: str, version: str | None, timeout_s: int, served: bool = False
+) -> int:
+    """Run the `monitor` deployment for one month (or what the model server answered in it),
+    follow it, print the figures and decision."""
+    parameters: dict[str, Any] = {"color": color, "month": month, "served": served}
     if version:
         parameters["version"] = version
     return run_and_report(MONITOR_DEPLOYMENT, parameters, monitoring_summary, timeout_s)
@@ -219,7 +222,9 @@ def main(argv: list[str] | None = None) -> int:
             args.timeout,
             args.monitor,
         ),
-        "monitor": lambda: run_monitoring(args.color, args.month, args.version, args.timeout),
+        "monitor": lambda: run_monitoring(
+            args.color, args.month, args.version, args.timeout, args.served
+        ),
         "history": lambda: print_history(args.alias, args.limit),
         "housekeeping": lambda: run_housekeeping(args.retention_days, args.dry_run, args.timeout),
         "rollback": lambda: rollback(args.version, args.reason),

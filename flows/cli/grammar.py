@@ -89,5 +89,8 @@ def parser() -> argparse.ArgumentParser:
     mo.add_argument("--color", default="green", choices=COLORS)
     mo.add_argument("--month", required=True)
     mo.add_argument("--version", help="the model version to watch (default: the champion)")
+    mo.add_argument(
+        "--served", action="store_true", help="what the model server answered that month"
+    )
     mo.add_argument("--timeout", type=int, default=DEFAULT_TIMEOUT_S, help="seconds to wait")
     return top

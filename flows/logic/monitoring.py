@@ -126,6 +126,14 @@ def from_predictions(frame: pd.DataFrame) -> pd.DataFrame:
     return monitored_frame(inputs, frame["actual_duration"], frame["predicted_duration"])
 
 
+def from_served(frame: pd.DataFrame) -> pd.DataFrame:
+    """The monitored columns of answered records (services/serving/traffic.py): no actual
+    durations yet (they come with TLC's month), so only drift is judged."""
+    inputs = frame[["lpep_pickup_datetime", "PULocationID", "DOLocationID", "trip_distance"]]
+    actual = pd.Series(np.nan, index=frame.index)
+    return monitored_frame(inputs, actual, frame["predicted_duration"])
+
+
 def drifted(metric: dict[str, Any]) -> bool:
     """Whether one of Evidently's ValueDrift results says the column drifted (distances drift at
     or above the threshold; p-values below it)."""
@@ -161,6 +169,13 @@ def evidently_report(reference: pd.DataFrame, current: pd.DataFrame) -> tuple[di
         regression=[Regression(target="actual", prediction="prediction")],
     )
     report = Report([DataDriftPreset(columns=DRIFT_COLUMNS), RegressionPreset()])
+    if current["actual"].isna().all():  # served traffic: drift only, nothing to regress on
+        definition = DataDefinition(
+            numerical_columns=["trip_distance", "pickup_hour", "prediction"],
+            categorical_columns=CATEGORICAL,
+        )
+        report = Report([DataDriftPreset(columns=DRIFT_COLUMNS)])
+        current, reference = current.drop(columns="actual"), reference.drop(columns="actual")
     snapshot = report.run(
         Dataset.from_pandas(current, data_definition=definition),
         Dataset.from_pandas(reference, data_definition=definition),

@@ -32,6 +32,9 @@ from flows.names import (
     MONTH_LABEL,
     MONTH_TAG,
     REASON_TAG,
+    SERVED_PREFIX,
+    SOURCE_LABEL,
+    SOURCE_TAG,
     VERSION_LABEL,
 )
 from flows.pipelines import FLOW_TIMEOUT_S
@@ -90,18 +93,28 @@ def compare(reference: pd.DataFrame, current: pd.DataFrame) -> tuple[dict[str, A
 
 
 def figures_of(current: pd.DataFrame, reference_rmse: float, report: dict[str, Any]) -> Figures:
-    """The month's numbers: our rmse and mae (as training computes them), Evidently's drift."""
+    """The month's numbers: our rmse and mae (as training computes them), Evidently's drift;
+    served traffic has no actual durations, so its rmse and mae are NaN (never a breach)."""
     from flows.logic.monitoring import Figures, drift_of
     from flows.model import evaluate
 
-    scores = evaluate(current["prediction"].to_numpy(), current["actual"])
+    if current["actual"].isna().all():
+        scores = {"rmse": float("nan"), "mae": float("nan")}
+    else:
+        scores = evaluate(current["prediction"].to_numpy(), current["actual"])
     share, columns = drift_of(report)
     return Figures(len(current), scores["rmse"], scores["mae"], reference_rmse, share, columns)
 
 
 @task(**IO_RETRIES)
 def log_monitoring(
-    run_id: str, scored_by: ScoredBy, month: str, figures: Figures, decision: Decision, html: str
+    run_id: str,
+    scored_by: ScoredBy,
+    month: str,
+    figures: Figures,
+    decision: Decision,
+    html: str,
+    source: str = "batch",
 ) -> None:
     """The monitoring run: figures as metrics at the month's step, the report, the decision."""
     import mlflow
@@ -114,6 +127,7 @@ def log_monitoring(
                 MODEL_NAME_TAG: scored_by.model_name,
                 MODEL_VERSION_TAG: scored_by.version,
                 MONTH_TAG: month,
+                SOURCE_TAG: source,
                 DRIFTED_COLUMNS_TAG: ",".join(figures.drifted_columns),
                 BREACHED_TAG: str(decision.breached).lower(),
                 REASON_TAG: decision.reason(month, f"{scored_by.model_name} v{scored_by.version}"),
@@ -129,6 +143,31 @@ def log_monitoring(
         }
         mlflow.log_metrics(metrics, step=month_index(month))
         mlflow.log_text(html, "report.html")
+
+
+@task(**IO_RETRIES)
+def read_served(month: str, scored_by: ScoredBy) -> pd.DataFrame:
+    """What the model server answered with this version in ``month`` (served/), as one frame."""
+    import io
+
+    import pandas as pd
+
+    from flows.resources.store import BucketStore, FolderStore, data_store
+
+    store = data_store(Settings.from_env())
+    if not isinstance(store, BucketStore | FolderStore):
+        raise InvalidParameters("served traffic is monitored on the stack (its data bucket)")
+    year, number = month.split("-")
+    prefix = (
+        f"{SERVED_PREFIX}/year={year}/month={number}/{scored_by.model_name}-v{scored_by.version}-"
+    )
+    frames = [pd.read_parquet(io.BytesIO(store.read_bytes(o.key))) for o in store.listing(prefix)]
+    if not frames:
+        raise InvalidParameters(
+            f"{store.uri(prefix)}*: the model server answered nothing with version "
+            f"{scored_by.version} in {month} (or not yet written: SERVING_TRAFFIC_FLUSH_SECONDS)"
+        )
+    return pd.concat(frames, ignore_index=True)
 
 
 @task(**IO_RETRIES)
@@ -154,13 +193,17 @@ def months_watched(experiment: str, scored_by: ScoredBy) -> list[str]:
 
 
 @task(**IO_RETRIES)
-def request_retrain(scored_by: ScoredBy, color: str, month: str, decision: Decision) -> bool:
-    """Emit the breach event, once per month and version; True when emitted now."""
+def request_retrain(
+    scored_by: ScoredBy, color: str, month: str, decision: Decision, source: str = "batch"
+) -> bool:
+    """Emit the breach event, once per month, version and source; True when emitted now. A
+    breach of served traffic notifies only: the `retrain` trigger waits for the month's data
+    (it matches ``source`` batch)."""
     from mlflow import MlflowClient
     from prefect.events import emit_event
 
     client = MlflowClient()
-    tag = BREACH_TAG_PREFIX + month
+    tag = BREACH_TAG_PREFIX + (month if source == "batch" else f"{source}-{month}")
     version = client.get_model_version(scored_by.model_name, scored_by.version)
     reason = decision.reason(month, f"{scored_by.model_name} v{scored_by.version}")
     if tag in version.tags:
@@ -177,6 +220,7 @@ def request_retrain(scored_by: ScoredBy, color: str, month: str, decision: Decis
             VERSION_LABEL: scored_by.version,
             MONTH_LABEL: month,
             COLOR_LABEL: color,
+            SOURCE_LABEL: source,
         },
         payload={"reason": reason, "breaches": [asdict(b) for b in decision.breaches]},
     )
@@ -238,13 +282,17 @@ def monitor(
     model_name: str | None = None,
     version: str | None = None,
     retrain_on_breach: bool = True,
+    served: bool = False,
 ) -> MonitorResult:
     """Compare a month's predictions by ``version`` (default: the champion) with its reference;
-    log the figures; on a breach, ask for a retraining."""
+    log the figures; on a breach, ask for a retraining. With ``served``, the month is what the
+    model server answered (drift only: actual durations come later, with TLC's month)."""
     from flows.logic.monitoring import decide, from_predictions
     from flows.logic.reports import monitoring_report
 
     settings = Settings.from_env()
+    if served:
+        return monitor_served(color, month, model_name, version, retrain_on_breach)
     if not (month or path):
         raise InvalidParameters("give either month (YYYY-MM) or path")
     checked_path = data_path(path, "path") if path else None  # refused before anything is read
@@ -266,11 +314,54 @@ def monitor(
     experiment = settings.monitoring_experiment_name
     run_id = open_run(experiment, f"monitor {label} v{scored_by.version}")
     with failed_if_raises(run_id):
-        log_monitoring(run_id, scored_by, label, figures, decision, html)
+        log_monitoring(run_id, scored_by, label, figures, decision, html, "batch")
     requested = False
     if decision.breached and retrain_on_breach:
         requested = request_retrain(scored_by, color, label, decision)
     watched = months_watched(experiment, scored_by)
+    result = monitor_result(
+        scored_by, label, location, figures, decision, watched, requested, run_id
+    )
+    markdown = monitoring_report(result, settings.monitor_thresholds())
+    publish_report("monitoring-report", markdown, result.reason)
+    print(result.reason)
+    return result
+
+
+def monitor_served(
+    color: str,
+    month: str | None,
+    model_name: str | None,
+    version: str | None,
+    retrain_on_breach: bool,
+) -> MonitorResult:
+    """`monitor(served=True)`: what the model server answered in a month, against the version's
+    reference, through the same thresholds, breach event (source ``served``) and report."""
+    from flows.logic.monitoring import decide, from_served
+    from flows.logic.months import checked_month
+    from flows.logic.reports import monitoring_report
+
+    settings = Settings.from_env()
+    if not month:
+        raise InvalidParameters("monitoring served traffic needs month (YYYY-MM)")
+    month = checked_month(month)
+    name = platform_model(model_name, settings.model_name)
+    scored_by = version_by_number(name, version) if version else resolve_alias(name, CHAMPION)
+    reference, reference_rmse = read_reference(scored_by)
+    current = from_served(read_served(month, scored_by))
+    report, html = compare(reference, current)
+    figures = figures_of(current, reference_rmse, report)
+    decision = decide(figures, settings.monitor_thresholds())
+    experiment = settings.monitoring_experiment_name
+    label = f"served {month}"
+    run_id = open_run(experiment, f"monitor {label} v{scored_by.version}")
+    with failed_if_raises(run_id):
+        log_monitoring(run_id, scored_by, month, figures, decision, html, "served")
+    requested = False
+    if decision.breached and retrain_on_breach:
+        requested = request_retrain(scored_by, color, month, decision, "served")
+    watched = months_watched(experiment, scored_by)
+    location = f"{SERVED_PREFIX}/year={month[:4]}/month={month[5:]}/"
     result = monitor_result(
         scored_by, label, location, figures, decision, watched, requested, run_id
     )

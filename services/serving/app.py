@@ -43,6 +43,7 @@ import requests
 from flows.errors import UntrustedVersion
 from services.serving import metrics
 from services.serving.inputs import Refused, records_of, validate
+from services.serving.traffic import TrafficLog
 from services.signin import CredentialCache, Credentials, FailureBrake, basic_header, from_header
 
 logger = logging.getLogger("serving")
@@ -170,6 +171,18 @@ class AliasFollower:
                 logger.warning("could not refresh %s@%s: %s", self.model_name, self.alias, error)
             if stop.wait(every_s):
                 return
+
+
+def keep_answer(
+    traffic: TrafficLog, loaded: Loaded, records: list[dict[str, Any]], body: bytes
+) -> None:
+    """Hand an answered request to the traffic log (MLflow's ``{"predictions": [...]}``)."""
+    try:
+        predictions = json.loads(body)["predictions"]
+    except (ValueError, KeyError, TypeError):
+        logger.warning("an answer of version %s had no predictions to log", loaded.version)
+        return
+    traffic.record(loaded.model_name, loaded.version, records, list(predictions))
 
 
 def number_of(version: str) -> int:
@@ -301,9 +314,14 @@ class ChampionServer:
     """The ASGI app: auth, then MLflow's scoring app of the current version, with its header."""
 
     def __init__(
-        self, follower: AliasFollower, authenticator: MlflowAuthenticator, limits: Limits = Limits()
+        self,
+        follower: AliasFollower,
+        authenticator: MlflowAuthenticator,
+        limits: Limits = Limits(),
+        traffic: TrafficLog | None = None,
     ) -> None:
         self.follower, self.authenticator, self.limits = follower, authenticator, limits
+        self.traffic = traffic
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -346,7 +364,7 @@ class ChampionServer:
         if loaded is None:
             await self.no_champion(send)
             return
-        answer = self.with_version(without_echo(send), loaded, rows)
+        answer = self.with_version(without_echo(send), loaded, rows, self.traffic)
         await loaded.app(scope, receive, answer)
 
     async def no_champion(self, send: Send) -> None:
@@ -359,9 +377,9 @@ class ChampionServer:
 
     async def checked_body(
         self, headers: dict[bytes, bytes], receive: Receive
-    ) -> tuple[bytes, int]:
-        """The request's body and its number of records, within the limits, the records valid;
-        else Refused."""
+    ) -> tuple[bytes, list[dict[str, Any]]]:
+        """The request's body and its records, within the limits, the records valid; else
+        Refused."""
         limit = self.limits.max_body_bytes
         declared = headers.get(b"content-length")
         too_large = f"bodies are limited to {limit} bytes (SERVING_MAX_BODY_BYTES)"
@@ -377,26 +395,40 @@ class ChampionServer:
                 break
         records = records_of(bytes(body), self.limits.max_rows)
         validate(records)
-        return bytes(body), len(records)
+        return bytes(body), records
 
     @staticmethod
-    def with_version(send: Send, loaded: Loaded, rows: int | None = None) -> Send:
-        """``send`` that adds the answering version's headers to the response, and counts a
-        prediction request's answer (``rows`` given) for that version."""
+    def with_version(
+        send: Send,
+        loaded: Loaded,
+        records: list[dict[str, Any]] | None = None,
+        traffic: TrafficLog | None = None,
+    ) -> Send:
+        """``send`` that adds the answering version's headers to the response; for a prediction
+        request (``records`` given) it counts the answer for that version and, once the answer
+        is sent, hands the records and predictions to ``traffic``."""
+        status, answer = 0, bytearray()
 
         async def send_with_version(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
-                if rows is not None:
-                    status = int(message["status"])
+                status = int(message["status"])
+                if records is not None:
                     metrics.PREDICTIONS.labels(loaded.version, str(status)).inc()
                     if status == 200:
-                        metrics.ROWS.labels(loaded.version).inc(rows)
+                        metrics.ROWS.labels(loaded.version).inc(len(records))
                 message["headers"] = [
                     *message.get("headers", []),
                     (VERSION_HEADER, loaded.version.encode()),
                     (NAME_HEADER, loaded.model_name.encode()),
                 ]
             await send(message)
+            if message["type"] != "http.response.body" or records is None or traffic is None:
+                return
+            if status == 200:
+                answer.extend(message.get("body", b""))
+                if not message.get("more_body"):
+                    keep_answer(traffic, loaded, records, bytes(answer))
 
         return send_with_version
 

@@ -150,6 +150,8 @@ def shared_stack_settings(workdir: Path) -> Stack:
         "PROMETHEUS_PORT": str(prometheus_port),
         # Prometheus and the platform's exporter too (tests/e2e/test_metrics.py).
         "COMPOSE_PROFILES": "minio,metrics",
+        # The model server's answers reach the bucket within seconds (test_served_traffic.py).
+        "SERVING_TRAFFIC_FLUSH_SECONDS": "5",
         "BIND_ADDRESS": host,
         "MLFLOW_EXTRA_ALLOWED_HOSTS": f"{host},{host}:{mlflow_port},{host}:{data_proxy_port}",
         "MLFLOW_UI_URL": f"http://{host}:{mlflow_port}",

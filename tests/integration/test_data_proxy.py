@@ -134,3 +134,40 @@ def test_an_admin_writes_reads_and_deletes_through_it(data_proxy, monkeypatch):
     assert store.read_bytes(key) == b"bytes through the proxy"
     store.delete(key)
     assert not store.exists(key)
+
+
+ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts"
+SERVED = f"{ARTIFACTS}/served/year=2026/month=12/taxi-v7-20261201T181500Z-0a1b2c.parquet"
+
+
+@pytest.fixture(scope="module")
+def serving_account(data_proxy) -> tuple[str, str]:
+    """The model server's account (DATA_PROXY_TRAFFIC_WRITER)."""
+    return data_proxy.create_account(servers.SERVING_ACCOUNT)
+
+
+def test_the_model_server_adds_its_answered_records_and_nothing_else(
+    data_proxy, serving_account, worker_account, s3
+):
+    url = f"{data_proxy.url}{SERVED}"
+    added = requests.put(url, data=b"PAR1 answered records", auth=serving_account, timeout=30)
+    assert added.status_code == 200, added.text
+    key = SERVED.split("/artifacts/", 1)[1]
+    body = s3.client().get_object(Bucket=data_proxy.bucket, Key=key)["Body"].read()
+    assert body == b"PAR1 answered records"
+
+    elsewhere = [
+        ("PUT", f"{data_proxy.url}{ARTIFACTS}/{bucket_key('green', '2021-01')}"),
+        ("PUT", f"{data_proxy.url}{ARTIFACTS}/served/notes.txt"),
+        ("PUT", url.replace("month=12/", "month=12/../../tlc/")),
+        ("PUT", url + "?overwrite=1"),
+        ("DELETE", url),
+        ("POST", f"{data_proxy.url}/api/2.0/mlflow-artifacts/mpu/create/served/x.parquet"),
+    ]  # fmt: skip
+    for method, target in elsewhere:
+        refused = requests.request(method, target, data=b"x", auth=serving_account, timeout=30)
+        assert refused.status_code in (403, 404), (method, target, refused.status_code)
+        assert refused.status_code != 200
+    other = requests.put(url, data=b"x", auth=worker_account, timeout=30)
+    assert other.status_code == 403, "only the model server's account adds answered records"
+    assert s3.client().get_object(Bucket=data_proxy.bucket, Key=key)["Body"].read() == body

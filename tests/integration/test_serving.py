@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import mlflow
 import numpy as np
@@ -196,3 +198,86 @@ def test_it_answers_as_the_champion_and_switches_without_a_failed_request(flow_e
     assert added("platform_http_request_duration_seconds_count", **served) == 6
     assert value(after, "serving_answering_version") == float(second.version)
     assert value(after, "serving_version_loads_total", outcome="loaded") == 2
+
+
+def test_what_it_answers_is_logged_and_drifted_traffic_breaches_monitoring(
+    flow_env, tracking, champion, postgres, s3, workdir, tmp_path, monkeypatch
+):
+    """Answered records go through a real data proxy (the model server's own account) into the
+    data bucket's served/, and `monitor(served=True)` judges them against the version's reference:
+    2023's zone mix drifts from the 2021 model's."""
+    from flows.pipelines.monitor import monitor
+
+    bucket = f"data-{flow_env}"
+    proxy = servers.start_data_proxy(postgres, s3, bucket, workdir)
+    account = proxy.create_account(servers.SERVING_ACCOUNT)
+    version = champion().version
+    port = servers.free_port()
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": tracking,
+        "MODEL_NAME": flow_env,
+        "SERVING_POLL_SECONDS": "1",
+        "PYTHONPATH": str(REPO_ROOT),
+        "DATA_PROXY_URL": proxy.url,
+        "MLFLOW_TRACKING_USERNAME": account[0],
+        "MLFLOW_TRACKING_PASSWORD": account[1],
+        "SERVING_TRAFFIC_FLUSH_SECONDS": "1",
+    }
+    process = servers.start_logged(
+        [sys.executable, "-m", "services.serving", "--port", str(port)], env, tmp_path / "log"
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        servers.wait_for_http(f"{url}/ping", 120, lambda: process.poll() is None)
+        assert wait_for_version(url, version).status_code == 200
+        drifted = pd.read_parquet(TLC_DATA / "green_tripdata_2023-03.parquet").head(1500)
+        drifted = drifted[["lpep_pickup_datetime", "PULocationID", "DOLocationID", "trip_distance"]]
+        answered = []
+        for start in range(0, len(drifted), 100):
+            reply = requests.post(
+                f"{url}/invocations", json=invocation(drifted.iloc[start : start + 100]), auth=AUTH
+            )
+            assert reply.status_code == 200
+            answered += reply.json()["predictions"]
+
+        def served_keys() -> list[str]:
+            pages = (
+                s3.client()
+                .get_paginator("list_objects_v2")
+                .paginate(Bucket=bucket, Prefix="served/")
+            )
+            return [item["Key"] for page in pages for item in page.get("Contents", [])]
+
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            frames = [
+                pd.read_parquet(
+                    io.BytesIO(s3.client().get_object(Bucket=bucket, Key=k)["Body"].read())
+                )
+                for k in served_keys()
+            ]
+            if sum(len(f) for f in frames) >= len(answered):
+                break
+            time.sleep(1)
+        logged = pd.concat(frames, ignore_index=True)
+    finally:
+        servers.stop_process(process)
+        proxy.stop()
+    # The warm-up calls of wait_for_version are logged too: February's first record.
+    logged = logged[logged["PULocationID"].isin(drifted["PULocationID"])]
+    assert len(logged) >= len(answered)
+    assert (
+        sorted(logged["predicted_duration"].round(4))[-5:]
+        == sorted(round(p, 4) for p in answered)[-5:]
+    )
+    assert set(logged["model_version"]) == {version}
+    assert not {"authorization", "password"} & {c.lower() for c in logged.columns}
+
+    month = datetime.now(UTC).strftime("%Y-%m")
+    result = monitor(month=month, served=True)
+    assert result.breached and result.breached_metrics == ["drift_share"], result.reason
+    assert result.rows >= 1500 and np.isnan(result.rmse)
+    run = mlflow.get_run(result.run_id)
+    assert run.data.tags["source"] == "served" and run.data.tags["month"] == month
+    assert "report.html" in {a.path for a in mlflow.MlflowClient().list_artifacts(result.run_id)}

@@ -24,7 +24,11 @@ def test_every_deployment_id_names_a_declared_deployment_and_its_flow():
 def test_the_retrain_trigger_matches_the_breach_event_and_reads_its_labels():
     (trigger,) = deployments()["retrain"]["triggers"]
     assert trigger["expect"] == [names.BREACH_EVENT]
-    assert trigger["match"] == {"prefect.resource.id": f"{names.MODEL_RESOURCE_PREFIX}*"}
+    # Breaches of scored months only: served traffic's month has no trips to retrain on yet.
+    assert trigger["match"] == {
+        "prefect.resource.id": f"{names.MODEL_RESOURCE_PREFIX}*",
+        names.SOURCE_LABEL: "batch",
+    }
     read = {
         parameter: re.fullmatch(r"\{\{ event\.resource\['([\w.]+)'\] \}\}", template)
         for parameter, template in trigger["parameters"].items()

@@ -6,6 +6,11 @@ write under a proxied path by reading its first segment as an experiment id, so 
 creates experiment 7 on the tracking server (the same accounts) could write and delete under
 ``7/`` in the data bucket. Here every write to the proxy (PUT, POST, DELETE, multipart uploads)
 needs an admin, whatever experiments the account has; reads stay MLflow's (any account).
+
+One exception: the model server's account (DATA_PROXY_TRAFFIC_WRITER) may add what it answered,
+a PUT of one Parquet object under ``served/year=YYYY/month=MM/`` (services/serving/traffic.py);
+nothing else, and no other method. MLflow's own check would read ``served`` as an experiment id
+and refuse, so this app stores such an object itself, with the proxy's key.
 """
 
 from __future__ import annotations
@@ -13,10 +18,16 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
+import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+SERVED_OBJECT = re.compile(
+    r"^/api/2\.0/mlflow-artifacts/artifacts/served/year=[0-9]{4}/month=[0-9]{2}/"
+    r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}\.parquet$"
+)
 ASGIApp = Callable[[MutableMapping[str, Any], Any, Any], Awaitable[None]]
 
 
@@ -38,21 +49,35 @@ def writer_of(authorization: bytes | None) -> tuple[int, str]:
 class AdminsWrite:
     """ASGI middleware in front of MLflow's: writes to the artifact proxy need an admin."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    def __init__(self, app: ASGIApp, traffic_writer: str = "") -> None:
+        self.app, self.traffic_writer = app, traffic_writer
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
         from mlflow.server.auth import _is_proxy_artifact_path
 
         is_write = scope["type"] == "http" and scope["method"] not in READ_METHODS
         if is_write and _is_proxy_artifact_path(scope["path"]):
-            status, _ = await asyncio.to_thread(
+            status, username = await asyncio.to_thread(
                 writer_of, dict(scope["headers"]).get(b"authorization")
             )
+            if status == 403 and self.adds_served_traffic(scope, username):
+                await store_served(scope, receive, send)
+                return
             if status != 200:
                 await refuse(send, status, "only admins write to the data proxy")
                 return
         await self.app(scope, receive, send)
+
+    def adds_served_traffic(self, scope: MutableMapping[str, Any], username: str) -> bool:
+        """True for the model server's PUT of one batch of answered records."""
+        return bool(
+            self.traffic_writer
+            and username == self.traffic_writer
+            and scope["method"] == "PUT"
+            and not scope.get("query_string")
+            and SERVED_OBJECT.match(scope["path"])
+            and ".." not in scope["path"]
+        )
 
 
 async def refuse(send: Any, status: int, refusal: str) -> None:
@@ -81,6 +106,54 @@ def replay(body: bytes) -> Any:
     return receive
 
 
+MAX_SERVED_BYTES = 64 * 1024 * 1024
+ARTIFACT_API = "/api/2.0/mlflow-artifacts/artifacts/"
+
+
+async def store_served(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
+    """Store one batch of answered records at its key in the data bucket (at most 64 MiB)."""
+    from mlflow.server.constants import ARTIFACTS_DESTINATION_ENV_VAR
+
+    body = bytearray()
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if len(body) > MAX_SERVED_BYTES:
+            await answer_json(send, 413, {"error_code": "REQUEST_TOO_LARGE", "message": "64 MiB"})
+            return
+        if not message.get("more_body"):
+            break
+    destination = os.environ[ARTIFACTS_DESTINATION_ENV_VAR].removeprefix("s3://").rstrip("/")
+    bucket, _, root = destination.partition("/")
+    key = (f"{root}/" if root else "") + scope["path"].removeprefix(ARTIFACT_API)
+    await asyncio.to_thread(put_object, bucket, key, bytes(body))
+    await answer_json(send, 200, {})
+
+
+def put_object(bucket: str, key: str, data: bytes) -> None:
+    """One object into the bucket, with the proxy's own S3 key."""
+    import boto3
+    from botocore.config import Config
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=os.environ.get("MLFLOW_S3_ENDPOINT_URL") or None,
+        config=Config(signature_version="s3v4", retries={"max_attempts": 3, "mode": "standard"}),
+    )
+    client.put_object(Bucket=bucket, Key=key, Body=data)
+
+
+async def answer_json(send: Any, status: int, body: dict[str, Any]) -> None:
+    """A JSON answer."""
+    payload = json.dumps(body).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(payload)).encode()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
+
+
 def create_app(app: Any = None) -> Any:
     """MLflow's basic-auth app around the server, behind the admins-only writes."""
     from mlflow.server import app as server_app
@@ -88,4 +161,5 @@ def create_app(app: Any = None) -> Any:
     from mlflow_platform_metrics import RequestMetrics
 
     served = auth.create_app(app if app is not None else server_app)
-    return RequestMetrics(AdminsWrite(served), "data-proxy")
+    writer = os.environ.get("DATA_PROXY_TRAFFIC_WRITER", "")
+    return RequestMetrics(AdminsWrite(served, writer), "data-proxy")
