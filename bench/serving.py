@@ -1,4 +1,5 @@
-"""The model server against `mlflow models serve` of the same version, in the same run.
+"""The model server against `mlflow models serve` of the same version, and with its traffic log
+on and off, in the same run.
 
     uv run python -m bench.serving [--requests 300] [--clients 8] [--seconds 15]
 
@@ -10,6 +11,10 @@ bench trains one if there is none). Two servers answer for the same version:
 - baseline: `mlflow models serve -m models:/<model>/<version> --env-manager local` with MLflow's
   other defaults (one uvicorn worker), in a container of the same image and environment as the
   `serving` service (`docker compose run serving ...`), published on 127.0.0.1.
+
+- ours, no traffic log: the same `serving` service's command and settings with
+  SERVING_TRAFFIC_LOG=false (`docker compose run -e ... serving`), published on 127.0.0.1: what
+  logging every answered record (services/serving/traffic.py) costs a request.
 
 `--env-manager local` because the default (a virtualenv built at start) needs pyenv and a network;
 the scoring code that runs is the same. Each server gets ``--requests`` one-record calls one after
@@ -35,6 +40,7 @@ from tests.paths import REPO_ROOT
 from tests.servers import free_port
 
 BASELINE = "bench-mlflow-models-serve"
+UNLOGGED = "bench-serving-no-traffic-log"
 ONE_TRIP = {
     "dataframe_records": [
         {
@@ -113,8 +119,21 @@ def start_baseline(model: str, version: str, port: int) -> None:
         time.sleep(1)
 
 
+def start_unlogged(port: int) -> None:
+    """The `serving` service as compose runs it, its traffic log off."""
+    compose(
+        "run", "-d", "--no-deps", "--name", UNLOGGED, "-p", f"127.0.0.1:{port}:8080",
+        "-e", "SERVING_TRAFFIC_LOG=false", "serving",
+    )  # fmt: skip
+    deadline = time.monotonic() + 180
+    while not answers(f"http://127.0.0.1:{port}/ping"):
+        if time.monotonic() > deadline:
+            raise TimeoutError("the serving service without a traffic log did not answer in 180 s")
+        time.sleep(1)
+
+
 def main() -> int:
-    """Measure both servers; print the table and the ratios."""
+    """Measure the three servers; print the table and the ratios."""
     import os
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -128,15 +147,19 @@ def main() -> int:
     model = settings.get("MODEL_NAME") or "taxi-trip-duration"
     version = champion_version(settings)
     ours_url = f"http://localhost:{settings.get('SERVING_PORT', '9696')}"
-    port = free_port()
+    port, unlogged_port = free_port(), free_port()
     start_baseline(model, version, port)
+    start_unlogged(unlogged_port)
     try:
         baseline = measure(
             f"http://127.0.0.1:{port}", auth, args.requests, args.clients, args.seconds
         )
         ours = measure(ours_url, auth, args.requests, args.clients, args.seconds)
+        unlogged = measure(
+            f"http://127.0.0.1:{unlogged_port}", auth, args.requests, args.clients, args.seconds
+        )
     finally:
-        subprocess.run(["docker", "rm", "-f", BASELINE], capture_output=True)
+        subprocess.run(["docker", "rm", "-f", BASELINE, UNLOGGED], capture_output=True)
     print(
         f"\n{model} v{version}, one record per call: {args.requests} calls one after another, "
         f"then {args.clients} clients for {args.seconds:g} s"
@@ -144,7 +167,12 @@ def main() -> int:
     loaded = f"{args.clients} clients"
     print(f"| server | p50 (ms) | p95 (ms) | {loaded}: calls/s | {loaded}: p95 (ms) | errors |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
-    for label, m in (("baseline: mlflow models serve", baseline), ("ours: serving", ours)):
+    servers = (
+        ("baseline: mlflow models serve", baseline),
+        ("ours: serving (traffic log on)", ours),
+        ("ours: serving, SERVING_TRAFFIC_LOG=false", unlogged),
+    )
+    for label, m in servers:
         print(
             f"| {label} | {m.p50_ms:.1f} | {m.p95_ms:.1f} | {m.loaded_per_s:.1f} | "
             f"{m.loaded_p95_ms:.1f} | {m.errors} |"
@@ -152,6 +180,9 @@ def main() -> int:
     print(f"p50 ours / baseline: {ours.p50_ms / baseline.p50_ms:.3f}")
     print(f"p95 ours / baseline: {ours.p95_ms / baseline.p95_ms:.3f}")
     print(f"throughput ours / baseline: {ours.loaded_per_s / baseline.loaded_per_s:.3f}")
+    print(f"p50 traffic log on / off: {ours.p50_ms / unlogged.p50_ms:.3f}")
+    print(f"p95 traffic log on / off: {ours.p95_ms / unlogged.p95_ms:.3f}")
+    print(f"throughput traffic log on / off: {ours.loaded_per_s / unlogged.loaded_per_s:.3f}")
     return 0
 
 

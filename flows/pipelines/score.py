@@ -15,6 +15,7 @@ from flows.names import (
     MODEL_NAME_TAG,
     MODEL_RUN_ID_TAG,
     MODEL_VERSION_TAG,
+    MONTH_TAG,
     OUTPUT_URI_TAG,
 )
 from flows.pipelines import FLOW_TIMEOUT_S
@@ -55,8 +56,10 @@ def log_scoring(
     """The scoring run: input, output, version used and the metrics; FINISHED at the end."""
     import mlflow
 
+    from flows.logic.predictions import month_of
     from flows.steps.tracking import dataset_reference
 
+    month = month_of(data.source)
     with mlflow.start_run(run_id=run_id):
         mlflow.set_tags(
             {
@@ -65,6 +68,8 @@ def log_scoring(
                 MODEL_RUN_ID_TAG: scored_by.run_id,
                 ALIAS_TAG: alias,
                 OUTPUT_URI_TAG: output_uri,
+                # The month of a TLC file (platform-metrics reads it); none for other files.
+                **({MONTH_TAG: month[1]} if month else {}),
             }
         )
         mlflow.log_params({"input_uri": data.source, "output_uri": output_uri})

@@ -153,6 +153,9 @@ def backup(stack: Stack, target_dir: Path) -> Path:
                         "-U",
                         "postgres",
                         "-Fc",
+                        # The superuser's helper in MLflow's database (infra/postgres/
+                        # database-sizes.sql): postgres-init makes it again after a restore.
+                        "--exclude-schema=platform_admin",
                         database,
                         stdout=out,
                     )

@@ -25,6 +25,7 @@ from flows.names import (
     CHAMPION,
     MODEL_VERSION_TAG,
     MONTH_TAG,
+    SOURCE_TAG,
 )
 
 logger = logging.getLogger("platform-metrics")
@@ -139,12 +140,24 @@ def prefect_figures(sources: Sources) -> list[Metric]:
     ]
 
 
-def latest_by_month(runs: list[Any]) -> dict[tuple[str, ...], Any]:
-    """The newest run of each (month, version), from runs newest first."""
+def month_of_run(run: Any) -> str:
+    """A run's month: its tag, else the TLC file it read (scoring runs before the tag)."""
+    from flows.logic.predictions import month_of
+
+    if MONTH_TAG in run.data.tags:
+        return str(run.data.tags[MONTH_TAG])
+    found = month_of(run.data.params.get("input_uri", ""))
+    return found[1] if found else ""
+
+
+def latest_by_month(runs: list[Any], by_source: bool = False) -> dict[tuple[str, ...], Any]:
+    """The newest run of each (month, version), and source (a scored month or served traffic)
+    when ``by_source``, from runs newest first."""
     found: dict[tuple[str, ...], Any] = {}
     for run in runs:
-        tags = run.data.tags
-        key = (tags.get(MONTH_TAG, ""), tags.get(MODEL_VERSION_TAG, ""))
+        key: tuple[str, ...] = (month_of_run(run), run.data.tags.get(MODEL_VERSION_TAG, ""))
+        if by_source:
+            key += (run.data.tags.get(SOURCE_TAG, "batch"),)
         if all(key):
             found.setdefault(key, run)
     return found
@@ -169,7 +182,8 @@ def mlflow_figures(sources: Sources) -> list[Metric]:
             {(sources.model_name,): champion_version},
         )
     ]
-    monitored = latest_by_month(runs_of(client, sources.monitoring_experiment))
+    monitored = latest_by_month(runs_of(client, sources.monitoring_experiment), by_source=True)
+    per_month = ["month", "version", "source"]
     for metric, name, documentation in (
         ("rmse", "platform_monitoring_rmse", "rmse of the latest monitoring of a month"),
         ("drift_share", "platform_monitoring_drift_share", "Share of columns drifted"),
@@ -179,9 +193,8 @@ def mlflow_figures(sources: Sources) -> list[Metric]:
             for key, run in monitored.items()
             if metric in run.data.metrics
         }
-        figures.append(
-            gauge(name, documentation + ", by month and version", ["month", "version"], samples)
-        )
+        documentation += ", by month, version and source (batch: a scored month; served)"
+        figures.append(gauge(name, documentation, per_month, samples))
     breaches: Samples = {
         key: 1.0 if run.data.tags.get(BREACHED_TAG) == "true" else 0.0
         for key, run in monitored.items()
@@ -189,8 +202,8 @@ def mlflow_figures(sources: Sources) -> list[Metric]:
     figures.append(
         gauge(
             "platform_monitoring_breached",
-            "1 when the latest monitoring of a month and version breached its thresholds",
-            ["month", "version"],
+            "1 when the latest monitoring of a month, version and source breached",
+            per_month,
             breaches,
         )
     )

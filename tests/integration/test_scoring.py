@@ -102,11 +102,33 @@ def test_without_a_champion_scoring_fails_clearly_and_writes_nothing(flow_env, s
 def test_the_monthly_flow_scores_the_new_month_with_the_champion_before_training_on_it(
     flow_env, champion, s3, tlc_site, monkeypatch
 ):
+    from datetime import UTC, datetime
+
     from flows.pipelines.monthly import monthly
+    from services.serving.traffic import Answered, batch_frame
 
     name, bucket = flow_env, f"data-{flow_env}"
     monkeypatch.setenv("TLC_BASE_URL", tlc_site[0])
     crowned = champion()
+    # What the model server answered with the champion last month (services/serving/traffic.py).
+    trips = pd.read_parquet(TLC_DATA / "green_tripdata_2021-02.parquet").head(500)
+    served_at = datetime(2021, 2, 20, tzinfo=UTC)
+    answers = [
+        Answered(
+            served_at,
+            name,
+            crowned.version,
+            {**trip, "lpep_pickup_datetime": str(trip["lpep_pickup_datetime"])},
+            12.0,
+        )
+        for trip in trips[
+            ["lpep_pickup_datetime", "PULocationID", "DOLocationID", "trip_distance"]
+        ].to_dict("records")
+    ]
+    served = io.BytesIO()
+    batch_frame(answers).to_parquet(served, index=False)
+    key = f"served/year=2021/month=02/{name}-v{crowned.version}-20210220T000000Z-abcdef.parquet"
+    s3.client().put_object(Bucket=bucket, Key=key, Body=served.getvalue())
 
     result = monthly(today="2021-03")  # the newest month on the (local) TLC site: 2021-02
 
@@ -117,6 +139,13 @@ def test_the_monthly_flow_scores_the_new_month_with_the_champion_before_training
     assert run.data.params["val_uri"].endswith("green_tripdata_2021-02.parquet")
     assert run.data.params["train_uri"].endswith("green_tripdata_2021-01.parquet")
     assert mlflow.get_experiment_by_name(f"{name}-scoring") is not None
+    monitoring = mlflow.get_experiment_by_name(f"{name}-monitoring")
+    judged = MlflowClient().search_runs(
+        [monitoring.experiment_id], filter_string="tags.source = 'served'"
+    )
+    assert [(r.data.tags["month"], int(r.data.metrics["rows"])) for r in judged] == [
+        ("2021-02", 500)
+    ]
 
 
 def test_the_monthly_flow_stops_at_once_when_no_month_is_published(flow_env, tlc_site, monkeypatch):

@@ -258,7 +258,7 @@ class Housekeeper:
         }
 
     def sizes(self) -> dict[str, Any]:
-        """Sizes of the stack's databases (platform_database_sizes(), installed by postgres-init,
+        """Sizes of the stack's databases (platform_admin.database_sizes(), from postgres-init,
         else only this one), of the artifact bucket, and how many runs and logged models exist.
         PostgreSQL reuses the space of deleted rows rather than returning it, so database sizes
         stop growing after housekeeping rather than shrink."""
@@ -277,7 +277,8 @@ class Housekeeper:
                 ).scalar(),
             }
             try:
-                rows = connection.execute(sa.text("SELECT * FROM platform_database_sizes()"))
+                query = sa.text("SELECT * FROM platform_admin.database_sizes()")
+                rows = connection.execute(query)
                 databases = {str(name): int(size) for name, size in rows}
             except sa.exc.DBAPIError:
                 connection.rollback()
