@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     # runs, with their task runs and logs, that ended longer ago than FLOW_RUN_RETENTION_DAYS.
     housekeeping_retention_days: float = Field(default=30, ge=0)
     flow_run_retention_days: int = Field(default=90, ge=1)
+    # What the model server answered (served/) is kept this long: the monthly run judges the
+    # month before it, so this outlasts two months.
+    served_traffic_retention_days: float = Field(default=90, ge=0)
 
     # The serving service answers with the version behind this alias, looked up this often.
     serving_alias: str = CHAMPION

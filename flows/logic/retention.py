@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import PurePosixPath
 
-from flows.names import PREDICTIONS_PREFIX
+from flows.names import PREDICTIONS_PREFIX, SERVED_PREFIX
 
 # flows/logic/predictions.py prediction_key: ``<model>-v<version>.parquet``.
 PREDICTION_FILE = re.compile(r"^(?P<model>.+)-v(?P<version>[0-9]+)\.parquet$")
@@ -45,6 +45,11 @@ def expired_predictions(
         if version not in aliased.get(model, set()):
             expired.append(item)
     return expired
+
+
+def expired_served(objects: Iterable[StoredObject], cutoff: datetime) -> list[StoredObject]:
+    """The model server's answered records (served/) written before ``cutoff``."""
+    return [o for o in objects if o.key.startswith(f"{SERVED_PREFIX}/") and o.modified < cutoff]
 
 
 def total_bytes(objects: Iterable[StoredObject]) -> int:

@@ -5,7 +5,8 @@ Three parts, each deleting only what the retention no longer keeps (HOUSEKEEPING
   leaves behind), and objects of runs that no longer exist: done by the tracking server
   (mlflow_stack_registry.housekeeping), the one process holding MLflow's database and bucket key,
   in batches, never a run that backs a registered version, never while a backup copies.
-- Predictions in the data bucket by versions that hold no alias, written longer ago.
+- Predictions in the data bucket by versions that hold no alias, written longer ago, and what the
+  model server answered (served/) longer ago than SERVED_TRAFFIC_RETENTION_DAYS.
 - Prefect's flow runs and events: Prefect's own vacuum, configured in docker-compose.yml; this flow
   counts what it has left to do.
 It runs on the stack's own queue (it deletes): workers elsewhere hold neither key nor right.
@@ -155,6 +156,25 @@ def prune_predictions(retention_days: float, dry_run: bool) -> dict[str, Any]:
 
 
 @task(**IO_RETRIES)
+def prune_served(retention_days: float, dry_run: bool) -> dict[str, Any]:
+    """Delete what the model server answered longer than ``retention_days`` ago (served/)."""
+    from flows.logic.retention import expired_served
+    from flows.names import SERVED_PREFIX
+    from flows.resources.store import BucketStore, FolderStore, data_store
+    from flows.settings import Settings
+
+    store = data_store(Settings.from_env())
+    if not isinstance(store, BucketStore | FolderStore):
+        return {"objects": 0, "bytes": 0}
+    cutoff = datetime.now(UTC) - timedelta(days=retention_days)
+    expired = expired_served(store.listing(f"{SERVED_PREFIX}/"), cutoff)
+    if not dry_run:
+        for item in expired:
+            store.delete(item.key)
+    return {"objects": len(expired), "bytes": total_bytes(expired)}
+
+
+@task(**IO_RETRIES)
 def flow_run_backlog(retention_days: int) -> int:
     """Flow runs that ended longer ago than Prefect's vacuum keeps them (it runs hourly)."""
     from prefect.client.orchestration import get_client
@@ -186,6 +206,8 @@ def publish_report(
         "models that no longer exist",
         f"- Predictions of versions without an alias: {verb} {predictions['objects']} files "
         f"({human_bytes(predictions['bytes'])})",
+        f"- What the model server answered, past its retention: {verb} "
+        f"{found['served']['objects']} files ({human_bytes(found['served']['bytes'])})",
         f"- Prefect: {found['backlog']} flow runs older than the retention, left for Prefect's "
         "vacuum (hourly)",
         "",
@@ -215,6 +237,7 @@ def housekeeping(dry_run: bool = False) -> dict[str, Any]:
         "runs": sweep_mlflow_runs(days, dry_run),
         "leftovers": sweep_mlflow_leftovers(days, dry_run),
         "predictions": prune_predictions(days, dry_run),
+        "served": prune_served(settings.served_traffic_retention_days, dry_run),
         "backlog": flow_run_backlog(settings.flow_run_retention_days),
     }
     after = measure_sizes()

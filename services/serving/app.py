@@ -351,10 +351,10 @@ class ChampionServer:
                 challenge = [(b"retry-after", b"5")]
             await respond(send, status, {"error_code": code, "message": message}, challenge)
             return
-        rows = None
+        records: list[dict[str, Any]] | None = None
         if scope["method"] == "POST" and scope["path"].rstrip("/") == "/invocations":
             try:
-                body, rows = await self.checked_body(headers, receive)
+                body, records = await self.checked_body(headers, receive)
             except Refused as refused:
                 error = {"error_code": ERROR_CODES[refused.status], "message": refused.message}
                 await respond(send, refused.status, error, [])
@@ -364,7 +364,7 @@ class ChampionServer:
         if loaded is None:
             await self.no_champion(send)
             return
-        answer = self.with_version(without_echo(send), loaded, rows, self.traffic)
+        answer = self.with_version(without_echo(send), loaded, records, self.traffic)
         await loaded.app(scope, receive, answer)
 
     async def no_champion(self, send: Send) -> None:

@@ -258,7 +258,8 @@ def test_the_flow_deletes_old_predictions_of_versions_without_an_alias(
     s3.client().create_bucket(Bucket=bucket)
     month = "predictions/color=green/year=2021/month=03"
     retired, champion = (f"{month}/{model}-v{v.version}.parquet" for v in versions)
-    for key in (retired, champion, "tlc/green/green_tripdata_2021-03.parquet"):  # trips stay
+    answered = f"served/year=2026/month=12/{model}-v{versions[1].version}-20261201T0000Z.parquet"
+    for key in (retired, champion, "tlc/green/green_tripdata_2021-03.parquet", answered):
         s3.client().put_object(Bucket=bucket, Key=key, Body=b"parquet" * 1000)
     for key, value in s3.env().items():
         if key != "MLFLOW_S3_ENDPOINT_URL":
@@ -268,16 +269,19 @@ def test_the_flow_deletes_old_predictions_of_versions_without_an_alias(
     monkeypatch.setenv("HOUSEKEEPING_RETENTION_DAYS", "1")
     kept = housekeeping()
     assert kept["predictions"]["objects"] == 0, "a day's retention keeps today's predictions"
+    assert kept["served"]["objects"] == 0, "answered records have their own retention (90 days)"
     assert deleted_run not in kept["runs"]["runs"]
 
     monkeypatch.setenv("HOUSEKEEPING_RETENTION_DAYS", "0")
+    monkeypatch.setenv("SERVED_TRAFFIC_RETENTION_DAYS", "0")  # their own retention
     report = housekeeping()
     assert report["predictions"] == {"objects": 1, "bytes": 7000}
+    assert report["served"] == {"objects": 1, "bytes": 7000}
     assert deleted_run in report["runs"]["runs"]
     trips = "tlc/green/green_tripdata_2021-03.parquet"
     assert sorted(tracking.keys(bucket=bucket)) == sorted([champion, trips])
     before, after = report["before"], report["after"]
-    assert after[f"bucket {bucket}"] == before[f"bucket {bucket}"] - 7000
+    assert after[f"bucket {bucket}"] == before[f"bucket {bucket}"] - 14000
     artifacts = f"bucket {tracking.server.bucket}"
     assert after[artifacts] < before[artifacts]
     assert report["backlog"] == 0

@@ -14,6 +14,7 @@ from flows.logic.retention import (
     Growth,
     StoredObject,
     expired_predictions,
+    expired_served,
     human_bytes,
     predicted_by,
     sizes_table,
@@ -122,6 +123,16 @@ def test_a_year_with_and_without_housekeeping():
     assert year["without"] == pytest.approx(50 * 365 * 1e6)
     # A fifth of the year's runs stay; the deleted ones stay 30 days each.
     assert year["with"] == pytest.approx((50 * 365 * 0.2 + 50 * 30 * 0.8) * 1e6)
+
+
+def test_answered_records_expire_after_their_own_retention():
+    objects = [
+        stored("served/year=2026/month=08/taxi-v7-x.parquet", 100),
+        stored("served/year=2026/month=11/taxi-v7-y.parquet", 10),
+        stored("predictions/color=green/year=2021/month=03/taxi-v1.parquet", 400),
+    ]
+    expired = expired_served(objects, NOW - timedelta(days=90))
+    assert [item.key for item in expired] == ["served/year=2026/month=08/taxi-v7-x.parquet"]
 
 
 def test_sizes_are_shown_for_people():
