@@ -28,8 +28,13 @@ unset MLFLOW_AUTH_DATABASE_URI
 
 # An --artifacts-only server (the data proxy) has no backend store, and the auth app then opens
 # MLflow's default one, ./mlflow.db: keep that unused file out of the working directory.
+# It would also migrate that file on the first request naming an experiment, and two such at once
+# race (SQLite: "table _alembic_tmp_experiments already exists", a 500): made here, before any.
 for arg in "$@"; do
-  if [[ "${arg}" == "--artifacts-only" ]]; then cd "${config_dir}"; fi
+  if [[ "${arg}" == "--artifacts-only" ]]; then
+    cd "${config_dir}"
+    python -c "import sqlalchemy; from mlflow.store.db.utils import _initialize_tables; _initialize_tables(sqlalchemy.create_engine('sqlite:///mlflow.db'))"
+  fi
 done
 
 # Metrics (mlflow_platform_metrics): every server process writes its own into this folder, and
