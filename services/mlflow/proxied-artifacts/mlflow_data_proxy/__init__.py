@@ -114,20 +114,15 @@ async def store_served(scope: MutableMapping[str, Any], receive: Any, send: Any)
     """Store one batch of answered records at its key in the data bucket (at most 64 MiB)."""
     from mlflow.server.constants import ARTIFACTS_DESTINATION_ENV_VAR
 
-    body = bytearray()
-    while True:
-        message = await receive()
-        body += message.get("body", b"")
-        if len(body) > MAX_SERVED_BYTES:
-            await answer_json(send, 413, {"error_code": "REQUEST_TOO_LARGE", "message": "64 MiB"})
-            return
-        if not message.get("more_body"):
-            break
+    body = await read_body(receive, MAX_SERVED_BYTES)
+    if body is None:
+        await respond_json(send, 413, {"error_code": "REQUEST_TOO_LARGE", "message": "64 MiB"})
+        return
     destination = os.environ[ARTIFACTS_DESTINATION_ENV_VAR].removeprefix("s3://").rstrip("/")
     bucket, _, root = destination.partition("/")
     key = (f"{root}/" if root else "") + scope["path"].removeprefix(ARTIFACT_API)
-    await asyncio.to_thread(put_object, bucket, key, bytes(body))
-    await answer_json(send, 200, {})
+    await asyncio.to_thread(put_object, bucket, key, body)
+    await respond_json(send, 200, {})
 
 
 def put_object(bucket: str, key: str, data: bytes) -> None:
@@ -143,13 +138,23 @@ def put_object(bucket: str, key: str, data: bytes) -> None:
     client.put_object(Bucket=bucket, Key=key, Body=data)
 
 
-async def answer_json(send: Any, status: int, body: dict[str, Any]) -> None:
+async def read_body(receive: Any, limit: int | None = None) -> bytes | None:
+    """A request's whole body, read from ASGI ``receive``; None once it passes ``limit`` bytes."""
+    body = bytearray()
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if limit is not None and len(body) > limit:
+            return None
+        if not message.get("more_body"):
+            return bytes(body)
+
+
+async def respond_json(send: Any, status: int, body: dict[str, Any]) -> None:
     """A JSON answer."""
     payload = json.dumps(body).encode()
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(payload)).encode()),
-    ]
+    length = str(len(payload)).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", length)]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})
 

@@ -32,7 +32,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
-from mlflow_data_proxy import refuse, replay, writer_of
+from mlflow_data_proxy import read_body, refuse, replay, respond_json, writer_of
 
 from mlflow_stack_registry.history import AliasHistory
 from mlflow_stack_registry.housekeeping import Housekeeper, MaintenanceBusy
@@ -113,17 +113,6 @@ def aliased_version(model: str, alias: str) -> str | None:
         return None
 
 
-async def respond_json(send: Any, status: int, body: dict[str, Any]) -> None:
-    """A JSON answer."""
-    payload = json.dumps(body).encode()
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(payload)).encode()),
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": payload})
-
-
 class StackMovesTheModel:
     """ASGI middleware in front of MLflow's: the platform model's serving needs the stack, and
     every alias move is recorded (``history``)."""
@@ -150,13 +139,8 @@ class StackMovesTheModel:
         if match is None or scope["method"] not in ("POST", "DELETE"):
             await self.app(scope, receive, send)
             return
-        body = bytearray()
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        fields = request_fields(scope.get("query_string", b""), bytes(body))
+        body = await read_body(receive) or b""
+        fields = request_fields(scope.get("query_string", b""), body)
         headers = dict(scope["headers"])
         if needs_stack(scope["method"], match["endpoint"], fields, self.model):
             status, username = await asyncio.to_thread(writer_of, headers.get(b"authorization"))
@@ -167,9 +151,9 @@ class StackMovesTheModel:
                 await refuse(send, status, refusal)
                 return
         if (scope["method"], match["endpoint"]) not in ALIAS_ENDPOINTS or self.history is None:
-            await self.app(scope, replay(bytes(body)), send)
+            await self.app(scope, replay(body), send)
             return
-        await self.move_alias(scope, bytes(body), send, fields, headers)
+        await self.move_alias(scope, body, send, fields, headers)
 
     async def move_alias(
         self,
@@ -240,14 +224,8 @@ class StackMovesTheModel:
         if action == "sizes":
             await respond_json(send, 200, await asyncio.to_thread(self.housekeeper.sizes))
             return
-        body = bytearray()
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
         try:
-            options = housekeeping_options(bytes(body))
+            options = housekeeping_options(await read_body(receive) or b"")
         except ValueError as problem:
             await respond_json(
                 send, 400, {"error_code": "INVALID_PARAMETER_VALUE", "message": str(problem)}
