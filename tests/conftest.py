@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,14 +17,21 @@ from tests.paths import TLC_DATA
 PLATFORM_MODEL, STACK_ACCOUNT = "taxi-trip-duration", "prefect-worker"
 
 # Flows read explicit paths only from the data store (flows/logic/locations.py): here, the TLC
-# copies and the tests' own temporary files. Processes the tests start inherit it.
-os.environ.setdefault("LOCAL_DATA_DIRS", os.pathsep.join([str(TLC_DATA), tempfile.gettempdir()]))
+# copies; each test adds its own tmp_path (`data_dirs`), never a wider folder such as the temp
+# folder, which may hold the checkout itself. Processes the tests start inherit it.
+os.environ["LOCAL_DATA_DIRS"] = str(TLC_DATA)
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # `make test` runs one pytest process per core: a process that also ran one OpenMP thread per
     # core (xgboost's default) would oversubscribe them, and OpenMP's waiting threads spin,
     # burning the other process's CPU. Set before anything loads OpenMP.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture(autouse=True)
+def data_dirs(tmp_path, monkeypatch) -> None:
+    """The data store's local folders for this test: the TLC copies and the test's own files."""
+    monkeypatch.setenv("LOCAL_DATA_DIRS", os.pathsep.join([str(TLC_DATA), str(tmp_path)]))
 
 
 @pytest.fixture(scope="session")

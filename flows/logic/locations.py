@@ -9,7 +9,7 @@ proxy's or TLC's URL, or under a local folder the stack names as data (DATA_DIR,
 from __future__ import annotations
 
 import os
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from flows.errors import InvalidParameters
@@ -17,7 +17,8 @@ from flows.errors import InvalidParameters
 
 def has_dot_segments(path: str) -> bool:
     """True when a path (or its %-decoded form) climbs with `..` or names `.`."""
-    return any(part in ("..", ".") for part in PurePosixPath(unquote(path)).parts)
+    # Split by hand: PurePosixPath drops `.` segments before they can be seen.
+    return any(part in ("..", ".") for part in unquote(path).split("/"))
 
 
 def under_url(location: str, base: str) -> bool:
@@ -51,8 +52,12 @@ def allowed_location(
         if any(under_url(location, url) for url in urls if url):
             return location
     elif parsed.scheme in ("", "file"):
-        path = Path(unquote(parsed.path) if parsed.scheme == "file" else location).resolve()
-        if any(path.is_relative_to(Path(folder).resolve()) for folder in folders if folder):
+        # A path that climbs (`..`) is refused as written, not resolved: where it lands depends
+        # on the folders around it, and a decision must not.
+        given = unquote(parsed.path) if parsed.scheme == "file" else location
+        path = Path(given).resolve()
+        inside = any(path.is_relative_to(Path(folder).resolve()) for folder in folders if folder)
+        if inside and not has_dot_segments(given):
             return location
     if data_bucket:
         where.append(f"s3://{data_bucket}/...")

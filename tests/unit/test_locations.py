@@ -71,6 +71,20 @@ def test_a_path_that_climbs_out_of_a_data_folder_is_refused(tmp_path):
         allowed(str(data / "link.parquet"), [str(data)])
 
 
+def test_a_path_with_dot_segments_is_refused_even_where_it_lands_inside(tmp_path):
+    """Where `..` lands depends on the folders around the data store (a checkout under the temp
+    folder, say): it is refused as written, wherever it resolves."""
+    data = tmp_path / "data"
+    (data / "sub").mkdir(parents=True)
+    (data / "x.parquet").write_bytes(b"x")
+    for climbing in ("sub/../x.parquet", "./x.parquet", "sub/%2e%2e/x.parquet"):
+        with pytest.raises(InvalidParameters):
+            allowed(f"file://{data}/{climbing}", [str(data)])
+    with pytest.raises(InvalidParameters):
+        allowed(f"{data}/sub/../x.parquet", [str(data)])
+    assert allowed(str(data / "x.parquet"), [str(data)]) == str(data / "x.parquet")
+
+
 def test_with_no_store_configured_nothing_is_allowed():
     with pytest.raises(InvalidParameters, match="none is configured"):
         allowed_location("/tmp/x.parquet", "path", None, [], [])
