@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from uuid import UUID
 
     from mlflow.entities import Run
+    from prefect.client.orchestration import PrefectClient
     from prefect.client.schemas.objects import FlowRun, Log
 
 
@@ -57,24 +58,113 @@ def state_name(flow_run: FlowRun) -> str:
     return str(flow_run.state.name) if flow_run.state else "unknown"
 
 
+# The worker's event once a flow run's process has exited: the process sends its last log lines
+# before it exits (Prefect drains its log queue at exit), so after this event the logs API holds
+# every line the run wrote.
+PROCESS_EXITED = "prefect.worker.executed-flow-run"
+# How long to wait for that event after the final state of a run that was Running. A run whose
+# process never reports (its worker died with it) is read from the logs API after this; one that
+# never ran (cancelled while scheduled) has no process to wait for.
+PROCESS_EXIT_WAIT_S = 30.0
+LOG_PAGE = 200
+
+
+class LinePrinter:
+    """Prints a flow run's log lines once each, whichever way they arrive (stream or API)."""
+
+    def __init__(self) -> None:
+        self.printed: set[UUID] = set()
+
+    def log(self, log: Log) -> None:
+        """Print a log line unless it was printed already (or says nothing)."""
+        if log.id in self.printed:
+            return
+        self.printed.add(log.id)
+        if not routine(log):
+            print(f"{log.timestamp:%H:%M:%S} | {log.message}", flush=True)
+
+
 async def stream_until_final(flow_run_id: UUID, timeout_s: float) -> FlowRun:
-    """Print the flow run's log lines and state changes as they come, until it ends."""
+    """Print the flow run's log lines and state changes as they come, until it ends and its
+    process has exited; then every line the stream missed, from the logs API, in order."""
     import anyio
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.objects import Log
-    from prefect.events.subscribers import FlowRunSubscriber
 
+    printer = LinePrinter()
     with anyio.move_on_after(timeout_s):
-        # After the terminal event, wait 1 s (Prefect's default: 3) for the last log lines.
-        async with FlowRunSubscriber(flow_run_id=flow_run_id, straggler_timeout=1) as subscriber:
-            async for item in subscriber:
-                if isinstance(item, Log):
-                    if not routine(item):
-                        print(f"{item.timestamp:%H:%M:%S} | {item.message}", flush=True)
-                elif (state := state_event(item.event)) is not None:
-                    print(f"{item.occurred:%H:%M:%S} | flow run {state}", flush=True)
+        await stream(flow_run_id, printer)
     async with get_client() as client:
+        for log in await logs_of(client, flow_run_id):
+            printer.log(log)
         return await client.read_flow_run(flow_run_id)
+
+
+async def stream(flow_run_id: UUID, printer: LinePrinter) -> None:
+    """Print log lines and state changes as the server streams them, until the run is final and
+    its worker says its process exited (or PROCESS_EXIT_WAIT_S after the final state)."""
+    import anyio
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.client.schemas.objects import TERMINAL_STATES, StateType
+    from prefect.events.clients import get_events_subscriber
+    from prefect.events.filters import EventAnyResourceFilter, EventFilter
+    from prefect.logging.clients import get_logs_subscriber
+
+    resource = f"prefect.flow-run.{flow_run_id}"
+    final, ran, exited = anyio.Event(), False, False
+
+    async def logs() -> None:
+        log_filter = LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]))
+        async with get_logs_subscriber(filter=log_filter, reconnect_on_clean_close=True) as lines:
+            async for line in lines:
+                printer.log(line)
+
+    async def events(done: anyio.CancelScope) -> None:
+        nonlocal ran, exited
+        event_filter = EventFilter(any_resource=EventAnyResourceFilter(id=[resource]))
+        async with get_events_subscriber(
+            filter=event_filter, reconnect_on_clean_close=True
+        ) as subscriber:
+            async for event in subscriber:
+                # The two may arrive in either order: the process reports its final state
+                # itself, and its worker reports its exit.
+                exited = exited or event.event == PROCESS_EXITED
+                state = state_event(event.event) if event.resource.id == resource else None
+                if state is not None:
+                    print(f"{event.occurred:%H:%M:%S} | flow run {state}", flush=True)
+                    ran = ran or state == "Running"
+                    state_type = event.resource.get("prefect.state-type")
+                    if state_type and StateType(state_type) in TERMINAL_STATES:
+                        final.set()
+                if final.is_set() and exited:
+                    done.cancel()
+                    return
+
+    async def give_up_waiting(done: anyio.CancelScope) -> None:
+        await final.wait()
+        if ran:
+            await anyio.sleep(PROCESS_EXIT_WAIT_S)
+        done.cancel()
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(logs)
+        group.start_soon(events, group.cancel_scope)
+        group.start_soon(give_up_waiting, group.cancel_scope)
+
+
+async def logs_of(client: PrefectClient, flow_run_id: UUID) -> list[Log]:
+    """Every log line of a flow run the server holds, oldest first."""
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.client.schemas.sorting import LogSort
+
+    log_filter = LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]))
+    found: list[Log] = []
+    while True:
+        page = await client.read_logs(
+            log_filter=log_filter, limit=LOG_PAGE, offset=len(found), sort=LogSort.TIMESTAMP_ASC
+        )
+        found += page
+        if len(page) < LOG_PAGE:
+            return found
 
 
 def finished_run(flow_run_id: str) -> Run:
