@@ -5,12 +5,11 @@ from __future__ import annotations
 import os
 import secrets
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests import servers
+from tests import servers, shared
 from tests.paths import TLC_DATA
 
 # The platform's model and the stack's worker account, as docker-compose.yml names them.
@@ -36,79 +35,102 @@ def data_dirs(tmp_path, monkeypatch) -> None:
 
 @pytest.fixture(scope="session")
 def workdir(tmp_path_factory) -> Path:
-    """Logs and state of the servers, kept by pytest for a look after a failure."""
+    """This test process's logs and state, kept by pytest for a look after a failure."""
     return tmp_path_factory.mktemp("servers")
 
 
 @pytest.fixture(scope="session")
-def postgres() -> Iterator[servers.Postgres]:
-    """A throwaway PostgreSQL cluster from the machine's binaries."""
-    server = servers.start_postgres()
-    yield server
-    server.stop()
+def run_folder(tmp_path_factory) -> Path:
+    """The folder every test process of this run shares: the shared servers' handles, locks and
+    logs (tests/shared.py)."""
+    folder = shared.run_folder(tmp_path_factory.getbasetemp())
+    (folder / "shared-servers").mkdir(exist_ok=True)
+    return folder
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The run's main process stops the servers its test processes shared, at the very end."""
+    if hasattr(session.config, "workerinput"):
+        return  # an xdist worker: the other one may still be using them
+    base = session.config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]
+    shared.stop_everything(base)
 
 
 @pytest.fixture(scope="session")
-def s3(workdir: Path) -> Iterator[servers.S3Server]:
+def postgres(run_folder) -> servers.Postgres:
+    """A throwaway PostgreSQL cluster from the machine's binaries, with MLflow's template."""
+
+    def start() -> servers.Postgres:
+        cluster = servers.start_postgres()
+        shared.cluster_on_record(run_folder, cluster)
+        cluster.mlflow_template()
+        return cluster
+
+    return shared.shared(run_folder, "postgres", start)
+
+
+@pytest.fixture(scope="session")
+def s3(run_folder) -> servers.S3Server:
     """A local S3-compatible server."""
-    server = servers.start_s3(workdir)
-    yield server
-    server.stop()
+
+    def start() -> servers.S3Server:
+        server = servers.start_s3(run_folder / "shared-servers")
+        shared.on_record(run_folder, server.pid)
+        return server
+
+    return shared.shared(run_folder, "s3", start)
 
 
 @pytest.fixture(scope="session")
 def platform_servers(
-    postgres, s3, workdir
-) -> Iterator[tuple[servers.MlflowServer, servers.PrefectServer]]:
+    postgres, s3, run_folder
+) -> tuple[servers.MlflowServer, servers.PrefectServer]:
     """MLflow (artifacts proxied to the S3 server) and Prefect, both on PostgreSQL, started side
     by side: each spends most of its start migrating a new database."""
-    from concurrent.futures import ThreadPoolExecutor
 
-    bucket = "mlflow-artifacts"
-    s3.client().create_bucket(Bucket=bucket)
-    mlflow_db = f"postgresql+psycopg2://{postgres.create_mlflow_database('mlflow', token())}"
-    prefect_db = f"postgresql+asyncpg://{postgres.create_database('prefect', token())}"
-    with ThreadPoolExecutor(2) as pool:
-        starting = [
-            pool.submit(servers.start_mlflow, mlflow_db, s3, bucket, workdir),
+    def start() -> tuple[servers.MlflowServer, servers.PrefectServer]:
+        from concurrent.futures import ThreadPoolExecutor
+
+        logs = run_folder / "shared-servers"
+        bucket = "mlflow-artifacts"
+        s3.client().create_bucket(Bucket=bucket)
+        mlflow_db = f"postgresql+psycopg2://{postgres.create_mlflow_database('mlflow', token())}"
+        prefect_db = f"postgresql+asyncpg://{postgres.create_database('prefect', token())}"
+        with ThreadPoolExecutor(2) as pool:
+            mlflow = pool.submit(servers.start_mlflow, mlflow_db, s3, bucket, logs)
             # With the stack's vacuum of old flow runs and its metrics (test_housekeeping.py,
             # test_metrics.py).
-            pool.submit(
-                servers.start_prefect, prefect_db, workdir, servers.compose_prefect_settings()
-            ),
-        ]
-    try:
-        mlflow, prefect = (future.result() for future in starting)
-        yield mlflow, prefect
-    finally:
-        for future in starting:
+            settings = servers.compose_prefect_settings() | servers.UNUSED_PREFECT_SERVICES
+            prefect = pool.submit(servers.start_prefect, prefect_db, logs, settings)
+        for future in (mlflow, prefect):
             if future.exception() is None:
-                future.result().stop()
+                shared.on_record(run_folder, future.result().pid)
+        return mlflow.result(), prefect.result()
+
+    return shared.shared(run_folder, "platform", start)
 
 
 @pytest.fixture(scope="session")
-def stack_tracking(
-    postgres, s3, workdir
-) -> Iterator[tuple[servers.AccountsServer, tuple[str, str]]]:
-    """The stack's tracking server as compose runs it (the stack-registry app, accounts) for the
-    platform's model, shared by the modules that test its rules, and the stack's own account."""
-    import requests
+def accounts(postgres, s3, run_folder) -> servers.Accounts:
+    """The stack's servers with MLflow's accounts, as compose runs them: the tracking server (the
+    stack-registry app, for the platform's model) and the data proxy on one accounts database, and
+    the stack's own account. The modules that test their rules (the registry's, the gateway's, the
+    data proxy's, housekeeping's, metrics') share them."""
 
-    bucket = f"registry-{secrets.token_hex(3)}"
-    s3.client().create_bucket(Bucket=bucket)
-    server = servers.start_tracking_with_accounts(
-        postgres, s3, bucket, workdir, STACK_ACCOUNT, PLATFORM_MODEL
-    )
-    stack = (STACK_ACCOUNT, secrets.token_urlsafe(16))
-    created = requests.post(
-        f"{server.url}/api/2.0/mlflow/users/create",
-        json={"username": stack[0], "password": stack[1]},
-        auth=server.admin,
-        timeout=30,
-    )
-    created.raise_for_status()
-    yield server, stack
-    server.stop()
+    def start() -> servers.Accounts:
+        logs = run_folder / "shared-servers"
+        both = servers.start_accounts(postgres, s3, logs, STACK_ACCOUNT, PLATFORM_MODEL)
+        for server in (both.tracking, both.data_proxy):
+            shared.on_record(run_folder, server.pid)
+        return both
+
+    return shared.shared(run_folder, "accounts", start)
+
+
+@pytest.fixture(scope="session")
+def stack_tracking(accounts) -> tuple[servers.AccountsServer, tuple[str, str]]:
+    """The stack's tracking server and the stack's own account."""
+    return accounts.tracking, accounts.stack
 
 
 def token() -> str:

@@ -7,6 +7,7 @@ the database is the machine's PostgreSQL, and the S3 API is moto's HTTP server.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
@@ -44,6 +45,31 @@ def stop_process(process: subprocess.Popen, timeout_s: float = 20) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+
+
+def stop_group(pid: int, timeout_s: float = 20) -> None:
+    """Stop the process group ``pid`` leads (a server started by ``start_logged``), from any
+    process of the test run: its parent may be another test process, or gone."""
+    import time
+
+    def alive() -> bool:
+        with contextlib.suppress(ChildProcessError):
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:  # reaped: it was this process's child
+                return False
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, sig)
+        deadline = time.monotonic() + timeout_s
+        while alive() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if not alive():
+            return
 
 
 def start_logged(cmd: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
@@ -108,7 +134,6 @@ class Postgres:
     run_as: list[str]
     bindir: Path
     user: str = "postgres"
-    has_mlflow_template: bool = False
 
     def connect(self, dbname: str = "postgres"):
         """A psycopg2 connection as the superuser."""
@@ -138,16 +163,7 @@ class Postgres:
         """Like ``create_database``, but already at MLflow's schema: a copy of a template made
         once per cluster. A new tracking database runs every MLflow migration (~20 s), most of
         a test server's start; PostgreSQL copies a template in well under a second."""
-        template = "mlflow_template"
-        if not self.has_mlflow_template:
-            import sqlalchemy
-            from mlflow.store.db.utils import _initialize_tables
-
-            url = self.create_database(template, secrets.token_urlsafe(16))
-            engine = sqlalchemy.create_engine(f"postgresql+psycopg2://{url}")
-            _initialize_tables(engine)
-            engine.dispose()  # a template may have no open connections while it is copied
-            self.has_mlflow_template = True
+        template = self.mlflow_template()
         conn = self.connect()
         conn.autocommit = True
         with conn.cursor() as cur:
@@ -172,6 +188,24 @@ class Postgres:
             )
         copy.close()
         return f"{name}:{owner_password}@127.0.0.1:{self.port}/{name}"
+
+    def mlflow_template(self) -> str:
+        """The database at MLflow's schema that tracking databases are copied from, made the
+        first time (under the run's lock where test processes share the cluster)."""
+        template = "mlflow_template"
+        with self.connect() as conn, conn.cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (template,))
+            exists = cur.fetchone() is not None
+        conn.close()
+        if not exists:
+            import sqlalchemy
+            from mlflow.store.db.utils import _initialize_tables
+
+            url = self.create_database(template, secrets.token_urlsafe(16))
+            engine = sqlalchemy.create_engine(f"postgresql+psycopg2://{url}")
+            _initialize_tables(engine)
+            engine.dispose()  # a template may have no open connections while it is copied
+        return template
 
     def stop(self) -> None:
         """Stop the cluster and delete its files."""
@@ -256,7 +290,7 @@ class S3Server:
     """moto's S3-compatible HTTP server."""
 
     endpoint_url: str
-    process: subprocess.Popen
+    pid: int
     access_key_id: str = "test-access-key"
     secret_access_key: str = "test-secret-key"
 
@@ -285,7 +319,7 @@ class S3Server:
         }
 
     def stop(self) -> None:
-        stop_process(self.process)
+        stop_group(self.pid)
 
 
 def start_s3(workdir: Path) -> S3Server:
@@ -298,7 +332,7 @@ def start_s3(workdir: Path) -> S3Server:
     )
     url = f"http://127.0.0.1:{port}"
     wait_for_http(f"{url}/moto-api/", 30, lambda: process.poll() is None)
-    return S3Server(endpoint_url=url, process=process)
+    return S3Server(endpoint_url=url, pid=process.pid)
 
 
 # --- MLflow --------------------------------------------------------------------------------------
@@ -309,11 +343,11 @@ class MlflowServer:
     """``mlflow server`` with a PostgreSQL backend and artifacts proxied to S3."""
 
     url: str
-    process: subprocess.Popen
+    pid: int
     bucket: str
 
     def stop(self) -> None:
-        stop_process(self.process)
+        stop_group(self.pid)
 
 
 def launch_mlflow(
@@ -339,7 +373,7 @@ def launch_mlflow(
 def start_mlflow(backend_uri: str, s3: S3Server, bucket: str, workdir: Path) -> MlflowServer:
     """The tracking server on ``backend_uri`` with artifacts in ``bucket`` of the S3 server."""
     url, process = launch_mlflow(backend_uri, f"s3://{bucket}", s3.env(), workdir)
-    return MlflowServer(url=url, process=process, bucket=bucket)
+    return MlflowServer(url=url, pid=process.pid, bucket=bucket)
 
 
 @dataclass
@@ -348,7 +382,7 @@ class AccountsServer:
     own script: the data proxy (``--artifacts-only`` over a bucket) or the tracking server."""
 
     url: str
-    process: subprocess.Popen
+    pid: int
     bucket: str
     admin: tuple[str, str]
     # The tracking database (user:password@host:port/name), for a tracking server.
@@ -371,23 +405,130 @@ class AccountsServer:
         return account
 
     def stop(self) -> None:
-        stop_process(self.process)
-
-
-def start_data_proxy(
-    postgres: Postgres, s3: S3Server, bucket: str, workdir: Path
-) -> AccountsServer:
-    """A data proxy over ``bucket``, its accounts in a database of their own."""
-    # As in docker-compose.yml: the model server's account may add its answered records.
-    env = {"MLFLOW_APP_NAME": "data-proxy", "DATA_PROXY_TRAFFIC_WRITER": SERVING_ACCOUNT}
-    return start_with_accounts(postgres, s3, bucket, workdir, ["--artifacts-only"], env)
+        stop_group(self.pid)
 
 
 SERVING_ACCOUNT = "model-server"
 
 
+@dataclass
+class Accounts:
+    """The stack's two servers with MLflow's accounts, on one accounts database as compose runs
+    them: the tracking server (the stack-registry app) and the data proxy over a bucket of its
+    own; an account made at either signs in at both."""
+
+    tracking: AccountsServer
+    data_proxy: AccountsServer
+    stack: tuple[str, str]  # the stack's own worker account
+    serving: tuple[str, str]  # the model server's account, which adds answered records
+
+    def create_account(self, username: str) -> tuple[str, str]:
+        """A new ordinary account (what `make user` does)."""
+        return self.tracking.create_account(username)
+
+    def stop(self) -> None:
+        self.data_proxy.stop()
+        self.tracking.stop()
+
+
+def start_accounts(
+    postgres: Postgres, s3: S3Server, workdir: Path, stack_account: str, model: str
+) -> Accounts:
+    """The tracking server and the data proxy, started side by side on an accounts database
+    migrated (and given its admin) first, so neither races the other to make its tables."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import requests
+
+    suffix = secrets.token_hex(3)
+    artifacts, data = f"registry-{suffix}", f"proxied-{suffix}"
+    for bucket in (artifacts, data):
+        s3.client().create_bucket(Bucket=bucket)
+    admin = ("admin", secrets.token_urlsafe(16))
+    auth_db = f"postgresql+psycopg2://{accounts_database(postgres, admin)}"
+    empty_store = empty_tracking_store(workdir)
+    with ThreadPoolExecutor(2) as pool:
+        tracking = pool.submit(
+            start_tracking_with_accounts, postgres, s3, artifacts, workdir, stack_account, model,
+            auth_db, admin,
+        )  # fmt: skip
+        proxy = pool.submit(start_data_proxy, s3, data, workdir, auth_db, admin, empty_store)
+    server = tracking.result()
+    made = []
+    for name in (stack_account, SERVING_ACCOUNT):  # what the mlflow-users job makes
+        account = (name, secrets.token_urlsafe(16))
+        created = requests.post(
+            f"{server.url}/api/2.0/mlflow/users/create",
+            json={"username": account[0], "password": account[1]},
+            auth=server.admin,
+            timeout=30,
+        )
+        created.raise_for_status()
+        made.append(account)
+    return Accounts(server, proxy.result(), *made)
+
+
+def accounts_database(postgres: Postgres, admin: tuple[str, str]) -> str:
+    """A new accounts database at the basic-auth app's schema, with its admin account."""
+    import sqlalchemy
+    from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore
+
+    url = postgres.create_database(f"auth_{secrets.token_hex(3)}", secrets.token_urlsafe(16))
+    store = SqlAlchemyStore()
+    store.init_db(f"postgresql+psycopg2://{url}")
+    store.create_user(admin[0], admin[1], is_admin=True)
+    engine: sqlalchemy.Engine = store.engine
+    engine.dispose()
+    return url
+
+
+def empty_tracking_store(workdir: Path) -> Path:
+    """A migrated, empty SQLite tracking store (start-server.sh copies it for the data proxy),
+    made once per test process: migrating one takes ~10 s."""
+    path = workdir / "empty-tracking-store.db"
+    if not path.exists():
+        import sqlalchemy
+        from mlflow.store.db.utils import _initialize_tables
+
+        staging = path.with_suffix(".staging")
+        staging.unlink(missing_ok=True)
+        engine = sqlalchemy.create_engine(f"sqlite:///{staging}")
+        _initialize_tables(engine)
+        engine.dispose()
+        staging.rename(path)
+    return path
+
+
+def start_data_proxy(
+    s3: S3Server,
+    bucket: str,
+    workdir: Path,
+    auth_db: str,
+    admin: tuple[str, str],
+    empty_store: Path | None = None,
+) -> AccountsServer:
+    """A data proxy over ``bucket``, its accounts in ``auth_db``."""
+    # As in docker-compose.yml: the model server's account may add its answered records, and no
+    # job runner (MLflow's GenAI jobs: four polling processes otherwise).
+    env = {
+        "MLFLOW_APP_NAME": "data-proxy",
+        "DATA_PROXY_TRAFFIC_WRITER": SERVING_ACCOUNT,
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+    }
+    if empty_store is not None:
+        env["MLFLOW_EMPTY_TRACKING_STORE"] = str(empty_store)
+    return start_with_accounts(s3, bucket, workdir, ["--artifacts-only"], env, auth_db, admin)
+
+
 def start_tracking_with_accounts(
-    postgres: Postgres, s3: S3Server, bucket: str, workdir: Path, stack_account: str, model: str
+    postgres: Postgres,
+    s3: S3Server,
+    bucket: str,
+    workdir: Path,
+    stack_account: str,
+    model: str,
+    auth_db: str,
+    admin: tuple[str, str],
 ) -> AccountsServer:
     """The stack's tracking server: MLflow's accounts and the stack's rule for its model
     (MLFLOW_APP_NAME=stack-registry), runs on a database of its own."""
@@ -402,34 +543,29 @@ def start_tracking_with_accounts(
         "MLFLOW_STACK_ACCOUNT": stack_account,
         "METRICS_PORT": str(free_port()),  # as in docker-compose.yml, on a port of its own
     }
-    server = start_with_accounts(postgres, s3, bucket, workdir, [], env)
+    server = start_with_accounts(s3, bucket, workdir, [], env, auth_db, admin)
     server.backend = backend
     server.metrics_url = f"http://127.0.0.1:{env['METRICS_PORT']}/metrics"
     return server
 
 
 def start_with_accounts(
-    postgres: Postgres,
     s3: S3Server,
     bucket: str,
     workdir: Path,
     args: list[str],
     extra_env: dict[str, str],
+    auth_db: str,
+    admin: tuple[str, str],
 ) -> AccountsServer:
-    """An MLflow server started by the compose services' script, its accounts in a database of
-    their own, serving ``bucket``."""
-    admin = ("admin", secrets.token_urlsafe(16))
-    # A name of its own: several servers (the data proxy's tests, the gateway's accounts) may
-    # share one cluster.
-    auth_db = postgres.create_database(
-        f"data_proxy_auth_{secrets.token_hex(3)}", secrets.token_urlsafe(16)
-    )
+    """An MLflow server started by the compose services' script, its accounts in ``auth_db``,
+    serving ``bucket``."""
     env = {
         **os.environ,
         **s3.env(),
         # The script runs `mlflow` from PATH: this venv's.
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-        "MLFLOW_AUTH_DATABASE_URI": f"postgresql+psycopg2://{auth_db}",
+        "MLFLOW_AUTH_DATABASE_URI": auth_db,
         "MLFLOW_AUTH_ADMIN_USERNAME": admin[0],
         "MLFLOW_AUTH_ADMIN_PASSWORD": admin[1],
         "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_urlsafe(16),
@@ -439,7 +575,7 @@ def start_with_accounts(
     command += ["--serve-artifacts", f"--artifacts-destination=s3://{bucket}", "--workers=1"]
     log = workdir / f"{extra_env['MLFLOW_APP_NAME']}-{secrets.token_hex(3)}.log"
     url, process = serve_command_on_free_port(command, env, log, "/health", 120)
-    return AccountsServer(url=url, process=process, bucket=bucket, admin=admin)
+    return AccountsServer(url=url, pid=process.pid, bucket=bucket, admin=admin)
 
 
 # --- Prefect -------------------------------------------------------------------------------------
@@ -450,10 +586,10 @@ class PrefectServer:
     """``prefect server start`` on a PostgreSQL database."""
 
     api_url: str
-    process: subprocess.Popen
+    pid: int
 
     def stop(self) -> None:
-        stop_process(self.process)
+        stop_group(self.pid)
 
 
 def compose_prefect_settings() -> dict[str, str]:
@@ -468,6 +604,24 @@ def compose_prefect_settings() -> dict[str, str]:
         "PREFECT_SERVER_SERVICES_DB_VACUUM_RETENTION_PERIOD": "PT2H",
         "PREFECT_SERVER_SERVICES_DB_VACUUM_LOOP_SECONDS": "5",
     }
+
+
+# Prefect's loop services that no integration test relies on (no schedules, late runs, pauses,
+# automations or worker health checks there): off, they take a core's share of the run's CPU.
+# Events, the task-run recorder (task runs' states) and the vacuum stay on.
+UNUSED_PREFECT_SERVICES = {
+    f"PREFECT_SERVER_SERVICES_{name}_ENABLED": "false"
+    for name in (
+        "SCHEDULER",
+        "LATE_RUNS",
+        "FOREMAN",
+        "PAUSE_EXPIRATIONS",
+        "REPOSSESSOR",
+        "CANCELLATION_CLEANUP",
+        "CLEANUP_RECONCILER",
+        "TRIGGERS",
+    )
+}
 
 
 def start_prefect(
@@ -490,7 +644,7 @@ def start_prefect(
         "prefect", ["server", "start"], env, workdir / "prefect.log", "/api/health", 180
     )
     api_url = f"{url}/api"
-    return PrefectServer(api_url=api_url, process=process)
+    return PrefectServer(api_url=api_url, pid=process.pid)
 
 
 # --- the Prefect gateway -------------------------------------------------------------------------

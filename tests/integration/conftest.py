@@ -28,6 +28,9 @@ def flow_env(prefect_api, tracking, s3, unique_name, monkeypatch):
     monkeypatch.setenv("DATA_BUCKET", bucket)
     monkeypatch.setenv("MODEL_NAME", unique_name)
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", unique_name)
+    # Latency is timed on a machine the other test process shares: a decision by rmse must not
+    # depend on how busy it is. The test of the latency budget sets its own.
+    monkeypatch.setenv("PROMOTION_MAX_P95_LATENCY_MS", "60000")
     return unique_name
 
 
@@ -49,20 +52,15 @@ class Registered:
     run_id: str
 
 
-@pytest.fixture(scope="session")
-def trained_once(platform_servers, s3, tmp_path_factory) -> TrainedFiles:
-    """One QUICK training (green 2021-01 -> 2021-02) per test process, its files kept: the tests
-    that need a champion but do not test training register copies of it (`champion`), in
-    seconds instead of the half minute a training and promotion take."""
+def train_once(platform_servers, s3, keep: Path, params: dict) -> TrainedFiles:
+    """One training (green 2021-01 -> 2021-02), its model and run's files kept on disk."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from flows.pipelines.train import train
-    from tests.integration.params import QUICK
 
     mlflow_server, prefect_server = platform_servers
     name = f"trained-once-{uuid.uuid4().hex[:8]}"
     s3.client().create_bucket(Bucket=f"data-{name}")
-    keep = tmp_path_factory.mktemp("trained-once")
     settings = {PREFECT_API_URL: prefect_server.api_url}
     with pytest.MonkeyPatch.context() as env, temporary_settings(settings):
         for key, value in {**s3.env(), "DATA_BUCKET": f"data-{name}", "MODEL_NAME": name}.items():
@@ -72,7 +70,7 @@ def trained_once(platform_servers, s3, tmp_path_factory) -> TrainedFiles:
         env.setenv("MLFLOW_TRACKING_URI", mlflow_server.url)
         mlflow.set_tracking_uri(mlflow_server.url)
         try:
-            trained = train(train_path=JAN, val_path=FEB, params=QUICK)
+            trained = train(train_path=JAN, val_path=FEB, params=params)
             run = MlflowClient().get_run(trained.run_id)
             model = Path(
                 mlflow.artifacts.download_artifacts(trained.model_uri, dst_path=str(keep / "model"))
@@ -88,21 +86,44 @@ def trained_once(platform_servers, s3, tmp_path_factory) -> TrainedFiles:
     return TrainedFiles(model, artifacts, dict(run.data.params), dict(run.data.metrics))
 
 
+@pytest.fixture(scope="session")
+def trained_once(platform_servers, s3, tmp_path_factory) -> TrainedFiles:
+    """One QUICK training per test process, its files kept: the tests that need a champion but
+    do not test training register copies of it (`champion`), in seconds instead of the half
+    minute a training and promotion take."""
+    from tests.integration.params import QUICK
+
+    return train_once(platform_servers, s3, tmp_path_factory.mktemp("trained-once"), QUICK)
+
+
+@pytest.fixture(scope="session")
+def trained_weak_once(platform_servers, s3, tmp_path_factory) -> TrainedFiles:
+    """One WEAK training per test process (a worse model than ``trained_once``), for the tests of
+    promotion's both ways."""
+    from tests.integration.params import WEAK
+
+    return train_once(platform_servers, s3, tmp_path_factory.mktemp("trained-weak"), WEAK)
+
+
 @pytest.fixture
-def champion(flow_env, trained_once) -> Callable[..., Registered]:
-    """Registers a copy of the session's trained model as a new version of the test's model
-    (logged in its training experiment, recorded by the stack), as champion or challenger."""
+def champion(flow_env, request) -> Callable[..., Registered]:
+    """Registers a copy of the session's trained model (``weak``: the weak one) as a new version
+    of the test's model (logged in its training experiment with the training's params, updated by
+    ``params``, recorded by the stack), as champion or challenger."""
     from flows.resources.registry import crown, register_challenger, version_by_alias
 
-    def register(alias: str = CHAMPION) -> Registered:
+    def register(
+        alias: str = CHAMPION, weak: bool = False, params: dict[str, str] | None = None
+    ) -> Registered:
+        trained = request.getfixturevalue("trained_weak_once" if weak else "trained_once")
         client = MlflowClient()
         mlflow.set_experiment(flow_env)
         with mlflow.start_run() as run:
-            mlflow.log_artifacts(str(trained_once.artifacts))
-            mlflow.log_artifacts(str(trained_once.model), "model")
-            mlflow.log_params(trained_once.params)
-            mlflow.log_metrics(trained_once.metrics)
-        rmse = trained_once.metrics["rmse"]
+            mlflow.log_artifacts(str(trained.artifacts))
+            mlflow.log_artifacts(str(trained.model), "model")
+            mlflow.log_params({**trained.params, **(params or {})})
+            mlflow.log_metrics(trained.metrics)
+        rmse = trained.metrics["rmse"]
         version = register_challenger(client, flow_env, f"runs:/{run.info.run_id}/model", rmse)
         if alias == CHAMPION:
             before = version_by_alias(client, flow_env, CHAMPION)

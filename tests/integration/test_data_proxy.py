@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterator
+import secrets
 
 import pytest
 import requests
@@ -23,20 +23,17 @@ JANUARY = TLC_DATA / "green_tripdata_2021-01.parquet"
 
 
 @pytest.fixture(scope="module")
-def data_proxy(postgres, s3, workdir) -> Iterator[servers.AccountsServer]:
-    """A data proxy over a bucket that holds January 2021, as the stack's workers store it."""
-    bucket = "proxied-data"
-    s3.client().create_bucket(Bucket=bucket)
-    s3.client().upload_file(str(JANUARY), bucket, bucket_key("green", "2021-01"))
-    proxy = servers.start_data_proxy(postgres, s3, bucket, workdir)
-    yield proxy
-    proxy.stop()
+def data_proxy(accounts, s3) -> servers.AccountsServer:
+    """The data proxy over a bucket that holds January 2021, as the stack's workers store it."""
+    proxy = accounts.data_proxy
+    s3.client().upload_file(str(JANUARY), proxy.bucket, bucket_key("green", "2021-01"))
+    return proxy
 
 
 @pytest.fixture(scope="module")
 def worker_account(data_proxy) -> tuple[str, str]:
     """An ordinary account (the default permission, READ), as an outside worker has."""
-    return data_proxy.create_account("outside-worker")
+    return data_proxy.create_account(f"outside-worker-{secrets.token_hex(3)}")
 
 
 def signed_in(monkeypatch, account: tuple[str, str]) -> None:
@@ -141,9 +138,9 @@ SERVED = f"{ARTIFACTS}/served/year=2026/month=12/taxi-v7-20261201T181500Z-0a1b2c
 
 
 @pytest.fixture(scope="module")
-def serving_account(data_proxy) -> tuple[str, str]:
+def serving_account(accounts) -> tuple[str, str]:
     """The model server's account (DATA_PROXY_TRAFFIC_WRITER)."""
-    return data_proxy.create_account(servers.SERVING_ACCOUNT)
+    return accounts.serving
 
 
 def test_the_model_server_adds_its_answered_records_and_nothing_else(

@@ -72,19 +72,17 @@ def run_init_script(postgres: servers.Postgres) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def gateway(postgres, s3, prefect_server, workdir) -> Iterator[Gateway]:
-    """The gateway as compose runs it (`python -m services.gateway`), in front of Prefect."""
-    bucket = "gateway-accounts"
-    s3.client().create_bucket(Bucket=bucket)
-    accounts = servers.start_data_proxy(postgres, s3, bucket, workdir)
+def gateway(postgres, accounts, prefect_server, workdir) -> Iterator[Gateway]:
+    """The gateway as compose runs it (`python -m services.gateway`), in front of Prefect,
+    signing in with the stack's tracking server's accounts."""
     database = run_init_script(postgres)
     internal = "internal:" + secrets.token_urlsafe(16)
+    tracking = accounts.tracking
     url, process = servers.start_gateway(
-        prefect_server.api_url, internal, accounts.url, database, workdir, CACHE_TTL_S
+        prefect_server.api_url, internal, tracking.url, database, workdir, CACHE_TTL_S
     )
-    yield Gateway(url, accounts.url, accounts.admin, database, accounts)
+    yield Gateway(url, tracking.url, tracking.admin, database, tracking)
     servers.stop_process(process)
-    accounts.stop()
 
 
 def create_account(gateway: Gateway, name: str) -> tuple[str, str]:

@@ -21,7 +21,7 @@ def test_server_advertises_no_presigned_transfers(tracking):
 
 
 def test_large_artifact_round_trip_with_only_the_url(
-    tracking, mlflow_server, s3, unique_name, tmp_path, monkeypatch, workdir
+    tracking, mlflow_server, s3, unique_name, tmp_path, monkeypatch, run_folder
 ):
     """A client without S3 settings logs and reads back a file above the multipart thresholds."""
     # Lower the client's thresholds so the 6 MB file would take the multipart path if the server
@@ -46,7 +46,7 @@ def test_large_artifact_round_trip_with_only_the_url(
 
     keys = [o["Key"] for o in s3.client().list_objects_v2(Bucket=mlflow_server.bucket)["Contents"]]
     assert any(key.endswith(f"{run.info.run_id}/artifacts/data/blob.bin") for key in keys)
-    server_log = (workdir / "mlflow.log").read_text()
+    server_log = (run_folder / "shared-servers" / "mlflow.log").read_text()
     assert "/presigned" not in server_log and "multipart" not in server_log.lower()
 
 

@@ -39,7 +39,8 @@ def test_scoring_a_month_writes_its_partition_with_the_champions_predictions(
     monkeypatch.setenv("TLC_BASE_URL", tlc_site[0])
     trained = champion()
 
-    result = score(month="2021-02")  # read as training reads a month: fetched into the bucket
+    # Read as training reads a month (fetched into the bucket); monitoring is test_monitoring.py's.
+    result = score(month="2021-02", monitor=False)
 
     key = f"{FEB_PREFIX}{name}-v{trained.version}.parquet"
     assert result.output_uri == f"s3://{bucket}/{key}" and result.version == trained.version
@@ -73,8 +74,8 @@ def test_scoring_a_month_writes_its_partition_with_the_champions_predictions(
 def test_scoring_again_with_the_same_version_replaces_its_output(flow_env, champion, s3):
     bucket = f"data-{flow_env}"
     champion()
-    first = score(path=FEB)
-    second = score(path=FEB)
+    first = score(path=FEB, monitor=False)
+    second = score(path=FEB, monitor=False)
     assert first.output_uri == second.output_uri
     (frame,) = stored(s3, bucket, FEB_PREFIX).values()
     assert len(frame) == second.rows
@@ -84,8 +85,8 @@ def test_another_version_writes_beside_the_first(flow_env, champion, s3):
     bucket = f"data-{flow_env}"
     first = champion()
     second = champion(alias="challenger")  # not promoted
-    score(path=FEB)
-    score(path=FEB, alias="challenger")
+    score(path=FEB, monitor=False)
+    score(path=FEB, alias="challenger", monitor=False)
     versions = {str(f["model_version"].iloc[0]) for f in stored(s3, bucket, FEB_PREFIX).values()}
     assert versions == {first.version, second.version}
 

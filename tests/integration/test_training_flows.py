@@ -16,6 +16,7 @@ from mlflow import MlflowClient
 from prefect.client.orchestration import get_client
 
 from flows.errors import InvalidParameters, NotPromotable, TripDataError
+from flows.names import CHALLENGER
 from flows.pipelines.promote import promote
 from flows.pipelines.train import train
 from tests.integration.params import QUICK, WEAK
@@ -137,21 +138,22 @@ def test_flow_run_leaves_a_report_linking_to_mlflow(flow_env):
     assert len(reports) == 1 and "| rmse (min) |" in reports[0]
 
 
-def test_promotion_both_ways(flow_env):
-    """First version becomes champion; a better one replaces it; a worse one does not."""
+def test_promotion_both_ways(flow_env, champion):
+    """The first version becomes champion; a better one replaces it; a worse one does not. One
+    real training with promotion; the rest are copies of the session's trainings."""
     name = flow_env
     client = MlflowClient()
     weak = train(train_path=JAN, val_path=FEB, params=WEAK, promote=True)
     assert weak.champion is True and "no champion" in weak.promotion.reason
 
-    strong = train(train_path=JAN, val_path=FEB, promote=True, params=QUICK)
-    assert strong.champion is True
+    strong = champion(alias=CHALLENGER)
+    assert promote().promoted
     assert client.get_model_version_by_alias(name, "champion").version == strong.version
     archived = client.get_model_version(name, weak.version)
     assert archived.tags["stage"] == "archived" and not archived.aliases
 
-    worse = train(train_path=JAN, val_path=FEB, params=WEAK, promote=True)
-    assert worse.champion is False
+    worse = champion(alias=CHALLENGER, weak=True)
+    assert not promote().promoted
     assert client.get_model_version_by_alias(name, "champion").version == strong.version
     rejected = client.get_model_version(name, worse.version)
     assert rejected.tags["promotion.decision"] == "rejected"
@@ -161,21 +163,23 @@ def test_promotion_both_ways(flow_env):
     for side in ("challenger", "champion"):
         for metric in ("rmse", "p95_latency_ms", "model_size_mb"):
             assert float(rejected.tags[f"promotion.{side}_{metric}"]) > 0
-    assert float(rejected.tags["promotion.budget_max_p95_latency_ms"]) == 50
+    assert float(rejected.tags["promotion.budget_max_p95_latency_ms"]) == 60000  # flow_env
 
-    champion = mlflow.pyfunc.load_model(f"models:/{name}@champion")
+    champion_model = mlflow.pyfunc.load_model(f"models:/{name}@champion")
     raw = pd.read_parquet(FEB).head(10)
-    assert len(champion.predict(raw[champion.metadata.get_input_schema().input_names()])) == 10
+    inputs = champion_model.metadata.get_input_schema().input_names()
+    assert len(champion_model.predict(raw[inputs])) == 10
 
 
-def test_a_challenger_over_a_budget_is_refused_naming_it(flow_env, monkeypatch):
+def test_a_challenger_over_a_budget_is_refused_naming_it(flow_env, champion, monkeypatch):
     name = flow_env
-    weak = train(train_path=JAN, val_path=FEB, params=WEAK, promote=True)
+    weak = champion(weak=True)
+    strong = champion(alias=CHALLENGER)
     monkeypatch.setenv("PROMOTION_MAX_P95_LATENCY_MS", "0.001")
-    strong = train(train_path=JAN, val_path=FEB, promote=True, params=QUICK)
-    assert strong.champion is False
-    assert "p95 latency" in strong.promotion.reason
-    assert "over the budget of 0.001 ms" in strong.promotion.reason
+    decision = promote()
+    assert decision.promoted is False
+    assert "p95 latency" in decision.reason
+    assert "over the budget of 0.001 ms" in decision.reason
     assert MlflowClient().get_model_version_by_alias(name, "champion").version == weak.version
     refused = MlflowClient().get_model_version(name, strong.version)
     assert refused.tags["promotion.failed"] == "p95_latency_ms"
@@ -184,7 +188,7 @@ def test_a_challenger_over_a_budget_is_refused_naming_it(flow_env, monkeypatch):
 
 def test_promotion_compares_on_an_explicit_month(flow_env, champion):
     champion()
-    challenger = train(train_path=FEB, val_path=JAN, params=QUICK)
+    challenger = champion(alias=CHALLENGER)
     decision = promote(val_path=str(TLC_DATA / "green_tripdata_2023-01.parquet"))
     assert decision.challenger_version == challenger.version
     assert decision.val_uri.endswith("green_tripdata_2023-01.parquet")
@@ -194,8 +198,9 @@ def test_promotion_compares_on_an_explicit_month(flow_env, champion):
 
 def test_promotion_warns_when_a_model_was_trained_on_the_validation_month(flow_env, champion):
     first = champion()  # trained on January
-    train(train_path=FEB, val_path=JAN, params=QUICK)
-    decision = promote()  # the challenger's own validation month: the champion's training data
+    # Trained on February, validated on January: the promotion's default month is January.
+    champion(alias=CHALLENGER, params={"train_uri": FEB, "val_uri": JAN})
+    decision = promote()
     assert f"warning: v{first.version} trained on this data" in decision.reason
 
 
