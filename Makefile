@@ -208,9 +208,13 @@ backup: compose-only docker-check ## Archive the databases and buckets of the ru
 	@python3 -m infra.backup.archive backup --env-file $(ENV_FILE) --dir $(BACKUP_DIR)
 
 .PHONY: upgrade
-upgrade: compose-only docker-check ## After a git pull: back up the running stack, then build, migrate MLflow's databases, start, deploy
-	@$(COMPOSE) ps --status running --services 2>/dev/null | grep -qx postgres || { echo "make upgrade: the stack is not running; make up the version it was made with first, so the backup has everything" >&2; exit 1; }
-	@$(MAKE) --no-print-directory backup
+# The settings this release adds go into .env first (`env`: nothing existing changes), so the new
+# compose file can be read at all; then the backup, which must succeed before anything else is
+# touched; then the new images, migrations, services and deployments.
+upgrade: compose-only docker-check env ## After a git pull: back up the running stack, then build, migrate MLflow's databases, start, deploy
+	@running=$$($(COMPOSE) ps --status running --services) || { echo "make upgrade: docker compose cannot read the stack with $(ENV_FILE) (above); nothing was changed" >&2; exit 1; }; \
+		grep -qx postgres <<< "$$running" || { echo "make upgrade: the stack is not running; make up the version it was made with first, so the backup has everything" >&2; exit 1; }
+	@$(MAKE) --no-print-directory backup || { echo "make upgrade: the running stack could not be backed up (above), so nothing was upgraded; the stack runs as before" >&2; exit 1; }
 	@$(MAKE) --no-print-directory up
 	@$(MAKE) --no-print-directory deploy
 	@echo "upgraded; the backup taken first is the newest archive in $(BACKUP_DIR)/"

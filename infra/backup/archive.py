@@ -3,11 +3,13 @@
     python3 -m infra.backup.archive backup  --env-file .env [--dir backups]
     python3 -m infra.backup.archive restore --env-file .env FILE
 
-The archive (`<project>-<UTC time>.tar`) holds one `pg_dump -Fc` per database, `buckets.tar`
+The archive (`<project>-<UTC time>.tar`) holds one `pg_dump -Fc` per database (MLflow's, its
+accounts', Prefect's and the gateway's), `buckets.tar`
 (every object of the artifact and data buckets) and `manifest.json` (sizes and sha256 of each).
 Backups run on a live stack: the databases are dumped first, then the buckets are copied, so
 every artifact the dumps refer to is in the archive. Restore stops MLflow, Prefect and the
-worker, replaces the databases and the buckets' contents, and starts them again.
+worker (and the servers in front of them), replaces the databases and the buckets' contents, and
+starts them again.
 
 Runs on the host with the standard library only; the work happens in the stack's containers.
 """
@@ -31,7 +33,11 @@ from typing import IO, Any
 
 from infra.make_env import read_env
 
-APP_SERVICES = ["mlflow", "prefect-server", "worker"]
+# The services that hold connections to the databases a restore replaces.
+APP_SERVICES = ["mlflow", "data-proxy", "prefect-server", "prefect-gateway", "worker"]
+# The Prefect gateway's database (its audit log and worker accounts); postgres-init makes its
+# tables, so a restore puts back their rows only.
+GATEWAY_DATABASE = "gateway"
 # The PostgreSQL advisory lock the tracking server's housekeeping holds while it deletes
 # (services/mlflow/proxied-artifacts/mlflow_stack_registry/housekeeping.py MAINTENANCE_LOCK): a
 # backup holds it from its first dump to its last object, so nothing the dumps name is deleted
@@ -68,7 +74,21 @@ class Stack:
         """Each service database and the role that owns it."""
         mlflow = self.env.get("MLFLOW_DB_USER") or "mlflow"
         prefect = self.env.get("PREFECT_DB_USER") or "prefect"
-        return {mlflow: mlflow, f"{mlflow}_auth": mlflow, prefect: prefect}
+        return {
+            mlflow: mlflow,
+            f"{mlflow}_auth": mlflow,
+            prefect: prefect,
+            GATEWAY_DATABASE: "postgres",
+        }
+
+    def existing_databases(self) -> set[str]:
+        """The databases the running PostgreSQL has (a stack of an earlier release may lack one
+        this release backs up)."""
+        listed = self.run(
+            "exec", "-T", "postgres", "psql", "-U", "postgres", "--no-psqlrc", "-At",
+            "-c", "SELECT datname FROM pg_database",
+        )  # fmt: skip
+        return set(listed.stdout.decode().split())
 
     def buckets(self, command: str, **streams: IO[bytes]) -> None:
         """`infra.backup.buckets export|import` in a one-off container holding the S3 key."""
@@ -141,8 +161,12 @@ def backup(stack: Stack, target_dir: Path) -> Path:
             "created": stamp, "project": project, "databases": {}, "objects": {}
         }  # fmt: skip
         # Dumps to last object under the lock housekeeping deletes under (MAINTENANCE_LOCK).
+        existing = stack.existing_databases()
         with stack.maintenance_lock():
             for database, owner in stack.databases().items():
+                if database not in existing:
+                    print(f"database {database}: not in this stack (an earlier release)")
+                    continue
                 dump = work / f"{database}.dump"
                 with dump.open("wb") as out:
                     stack.run(
@@ -214,6 +238,9 @@ def replace_contents(stack: Stack, manifest: dict[str, Any], work: Path) -> None
     stack.run("run", "--rm", "--no-deps", "-T", "postgres-init")
     for database, entry in manifest["databases"].items():
         owner = stack.databases().get(database, entry["owner"])
+        # The gateway's tables are made by postgres-init (the superuser's, with the gateway's
+        # append-only grants): only their rows come from the dump.
+        data_only = ["--data-only"] if database == GATEWAY_DATABASE else []
         with (work / f"{database}.dump").open("rb") as dump:
             stack.run(
                 "exec",
@@ -226,6 +253,7 @@ def replace_contents(stack: Stack, manifest: dict[str, Any], work: Path) -> None
                 database,
                 "--no-owner",
                 f"--role={owner}",
+                *data_only,
                 "--exit-on-error",
                 stdin=dump,
             )
