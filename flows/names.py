@@ -28,6 +28,8 @@ VAL_RMSE_TAG = "val_rmse"
 # The stack's record of a version's files (flows/logic/provenance.py): only the stack's own account
 # (and admins) may write it, so every loader trusts it.
 RECORD_TAG = "platform.record"
+# A version without a record that an upgrade looked at and did not adopt, and why (looked at once).
+ADOPTION_REFUSED_TAG = "platform.adoption_refused"
 PROMOTION_TAG_PREFIX = "promotion."
 # Tags on a monitored version: a breach reported for a month, and the retraining it started.
 BREACH_TAG_PREFIX, RETRAINED_TAG_PREFIX = "monitoring.breach.", "monitoring.retrained."

@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from mlflow.models import MetricThreshold
 
 RMSE, LATENCY, SIZE = "rmse", "p95_latency_ms", "model_size_mb"
+# Not a budget: the champion could not be loaded (the stack refuses it), so nothing was compared.
+CHAMPION_REFUSED = "champion_refused"
 
 
 @dataclass(frozen=True)

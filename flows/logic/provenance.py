@@ -10,6 +10,12 @@ A version trained elsewhere (a worker on another host) is approved by the stack 
 in the training experiment (which only the platform's workers may write), its loader is the
 platform's (xgboost, `flows.model.TripDurationRegressor`, a UBJ/JSON booster: data, not code) and
 its `code/` is byte for byte the code the stack runs itself (`approvable`).
+
+A version trained before the stack kept records (an upgrade from such a release) is adopted once
+(`adoptable`, run by every `make up`): logged in the training experiment, with the platform's
+loader, and every file of its `code/` the project's own code as one of its commits had it
+(released_code.json, written from git by infra/releases/model_code.py), so loading it runs
+nothing but the platform's code. Anything else stays refused.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 import yaml
@@ -171,6 +178,48 @@ def approvable(
     if problems:
         raise UntrustedVersion(model_name, version, summary(problems))
     return Record(model_name, str(version), file_digests(directory), approved_by=by)
+
+
+# How an adopted version's record says it was approved.
+ADOPTED = "adopted at upgrade: trained here before records, with the platform's released code"
+RELEASED_CODE = Path(__file__).with_name("released_code.json")
+
+
+@cache
+def released_code() -> dict[str, frozenset[str]]:
+    """Path under a version's code/ -> the sha256 of every version of it the project released."""
+    found = json.loads(RELEASED_CODE.read_text())
+    return {path: frozenset(digests) for path, digests in found.items()}
+
+
+def released_code_problems(directory: Path, released: Mapping[str, frozenset[str]]) -> list[str]:
+    """Which files of the version's `code/` are not the project's code as a commit had it."""
+    problems = []
+    for name, digest in file_digests(directory).items():
+        if not name.startswith(f"{CODE_DIR}/"):
+            continue
+        path = name.removeprefix(f"{CODE_DIR}/")
+        if digest not in released.get(path, frozenset()):
+            problems.append(f"{name} is not code the platform released")
+    return problems
+
+
+def adoptable(
+    model_name: str,
+    version: str,
+    directory: Path,
+    released: Mapping[str, frozenset[str]],
+    origin_problems: list[str],
+) -> Record:
+    """The record of a version trained before records existed that the stack may adopt; else
+    UntrustedVersion naming why not."""
+    problems = [*origin_problems, *loader_problems(directory)]
+    problems += released_code_problems(directory, released)
+    if not any(name.startswith(f"{CODE_DIR}/") for name in file_digests(directory)):
+        problems.append("it carries no code/ (not logged by the platform)")
+    if problems:
+        raise UntrustedVersion(model_name, version, summary(problems))
+    return Record(model_name, str(version), file_digests(directory), approved_by=ADOPTED)
 
 
 def verified_files(

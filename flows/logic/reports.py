@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from flows.logic.gate import LATENCY, RMSE, SIZE
+from flows.logic.gate import CHAMPION_REFUSED, LATENCY, RMSE, SIZE
 from flows.logic.monitoring import DRIFT_SHARE, RMSE_INCREASE
 from flows.names import CHALLENGER
 
@@ -52,7 +52,8 @@ def promotion_report(result: PromotionResult) -> str:
     lines = [
         f"# `{result.model_name}`: challenger v{result.challenger_version} {verdict}",
         "",
-        f"Reason: {result.reason}. Both scored on `{result.val_uri}`.",
+        f"Reason: {result.reason}. {'Both scored' if result.champion else 'Scored'} on "
+        f"`{result.val_uri}`.",
         "",
         f"| check | challenger v{result.challenger_version} | "
         f"champion v{result.champion_version or '-'} | budget | passed |",
@@ -60,7 +61,9 @@ def promotion_report(result: PromotionResult) -> str:
     ]
     for metric, label, budget in rows:
         passed = "no" if metric in result.failed else "yes"
-        if metric == RMSE and result.champion is None:
+        if metric == RMSE and CHAMPION_REFUSED in result.failed:
+            budget, passed = "the champion is refused: not compared", "no"
+        elif metric == RMSE and result.champion is None:
             budget, passed = "no champion to beat", "yes"
         lines.append(
             f"| {label} | {fmt(result.challenger, metric)} | {fmt(result.champion, metric)} | "

@@ -12,10 +12,11 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, cast
 
-from prefect import flow, get_run_logger, task
+from prefect import State, flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.states import Failed
 
-from flows.errors import InvalidParameters, MissingModel
+from flows.errors import InvalidParameters, MissingModel, UntrustedVersion
 from flows.logic.params import platform_model
 from flows.logic.results import MonitorResult
 from flows.names import (
@@ -44,8 +45,10 @@ from flows.steps.reporting import publish_report
 from flows.steps.retry import IO_RETRIES
 from flows.steps.scoring import (
     has_reference,
+    load_trusted,
     predict,
     read_predictions,
+    refusal_line,
     resolve_alias,
     version_by_number,
     write_predictions,
@@ -283,7 +286,7 @@ def monitor(
     version: str | None = None,
     retrain_on_breach: bool = True,
     served: bool = False,
-) -> MonitorResult:
+) -> MonitorResult | State:
     """Compare a month's predictions by ``version`` (default: the champion) with its reference;
     log the figures; on a breach, ask for a retraining. With ``served``, the month is what the
     model server answered (drift only: actual durations come later, with TLC's month)."""
@@ -304,8 +307,13 @@ def monitor(
     reference, reference_rmse = read_reference(scored_by)
     frame = read_predictions(location, scored_by)
     if frame is None:  # not scored yet by this version: score it now, as `score` would
+        model = load_trusted(scored_by)
+        if isinstance(model, UntrustedVersion):
+            line = refusal_line(model, None if version else CHAMPION, "nothing was monitored")
+            get_run_logger().error(line)
+            return Failed(message=line)
         data = load(location)
-        frame = cast("pd.DataFrame", predict(scored_by, data))
+        frame = cast("pd.DataFrame", predict(scored_by, model, data))
         write_predictions(frame, data.source, scored_by)
     current = from_predictions(frame)
     report, html = compare(reference, current)

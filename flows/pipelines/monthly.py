@@ -94,7 +94,13 @@ def monthly(color: str = "green", today: str | None = None) -> TrainResult:
     model_name = Settings.from_env().model_name
     if has_champion(model_name):
         # Monitored, but no retraining on a breach: this run trains on the month right after.
-        score(color=color, month=val_month, alias=CHAMPION, retrain_on_breach=False)
+        # A champion the stack refuses fails its scoring, not the training after it.
+        scored = score(
+            color=color, month=val_month, alias=CHAMPION, retrain_on_breach=False,
+            return_state=True,
+        )  # fmt: skip
+        if scored.is_failed():
+            logger.warning("%s not scored: %s", val_month, scored.message)
         judge_served_traffic(model_name, months_before(current, 2)[1])  # last calendar month
     else:
         logger.info("no %s yet: nothing to score %s with", CHAMPION, val_month)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from prefect import flow, get_run_logger, task
 
-from flows.errors import NotPromotable
+from flows.errors import NotPromotable, UntrustedVersion
 from flows.logic.params import platform_model
 from flows.logic.results import PromotionResult
 from flows.names import CHALLENGER, CHAMPION, PROMOTION_TAG_PREFIX
@@ -111,6 +111,48 @@ def measure(model_name: str, version: ModelVersion, val: TripData) -> Measuremen
     metadata: Any = model.metadata  # MLflow's model metadata carries no types
     records = conform(sample, metadata.get_input_schema(), val.source, reader)
     return Measurement(rmse, p95_latency_ms(model, records), size_mb)
+
+
+@task(**IO_RETRIES)
+def measure_champion(
+    model_name: str, version: ModelVersion, val: TripData
+) -> Measurement | UntrustedVersion:
+    """The champion measured as the challenger is; a champion the stack refuses comes back as
+    its refusal (not raised), and the promotion decides without it."""
+    try:
+        return measure.fn(model_name, version, val)
+    except UntrustedVersion as refused:
+        return refused
+
+
+def kept_as_challenger(
+    name: str,
+    challenger: ModelVersion,
+    refused: UntrustedVersion,
+    val_location: str,
+    measured: Measurement,
+    budgets: Budgets,
+) -> PromotionResult:
+    """The decision when the champion cannot be loaded: nothing moves, and one line says why and
+    what to do (a refused champion must not stop the team's training)."""
+    from flows.logic.gate import CHAMPION_REFUSED
+    from flows.steps.scoring import refusal_line
+
+    what = f"v{challenger.version} was not compared with it and stays {CHALLENGER}"
+    return PromotionResult(
+        model_name=name,
+        promoted=False,
+        reason=refusal_line(refused, CHAMPION, what),
+        challenger_version=str(challenger.version),
+        champion_version=refused.version,
+        challenger_rmse=measured.rmse,
+        champion_rmse=None,
+        val_uri=val_location,
+        challenger=measured.metrics(),
+        champion=None,
+        budgets=asdict(budgets),
+        failed=(CHAMPION_REFUSED,),
+    )
 
 
 def version_tags(result: PromotionResult) -> dict[str, str]:
@@ -216,10 +258,18 @@ def promote(
     val = load(val_location)
     # Both models load (download, unpack) and score side by side: half the wait of one by one.
     challenger_measured = measure.submit(name, challenger, val)
-    champion_measured = measure.submit(name, champion, val) if champion else None
+    champion_measured = measure_champion.submit(name, champion, val) if champion else None
     challenger_numbers = challenger_measured.result()
     champion_numbers = champion_measured.result() if champion_measured else None
     budgets = settings.promotion_budgets()
+    if isinstance(champion_numbers, UntrustedVersion):
+        kept = kept_as_challenger(
+            name, challenger, champion_numbers, val_location, challenger_numbers, budgets
+        )
+        record(kept, challenger, champion)
+        publish_report("promotion-report", promotion_report(kept), kept.reason)
+        get_run_logger().warning(kept.reason)
+        return kept
     verdict = judge(challenger_numbers, champion_numbers, budgets)
     compared = {str(challenger.version): challenger_run}
     if champion:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, cast
 
-from prefect import flow, get_run_logger, task
+from prefect import State, flow, get_run_logger, task
+from prefect.states import Failed
 
-from flows.errors import InvalidParameters
+from flows.errors import InvalidParameters, UntrustedVersion
 from flows.logic.params import platform_model
 from flows.logic.results import MonitorResult, ScoreResult
 from flows.names import (
@@ -23,7 +24,14 @@ from flows.settings import Settings
 from flows.steps.ingest import data_path, load, locate_month
 from flows.steps.reporting import publish_report
 from flows.steps.retry import IO_RETRIES
-from flows.steps.scoring import has_reference, predict, resolve_alias, write_predictions
+from flows.steps.scoring import (
+    has_reference,
+    load_trusted,
+    predict,
+    refusal_line,
+    resolve_alias,
+    write_predictions,
+)
 from flows.steps.tracking import failed_if_raises, open_run
 
 if TYPE_CHECKING:
@@ -99,6 +107,9 @@ def monitor_scored(
         version=scored_by.version,
         retrain_on_breach=retrain_on_breach,
     )
+    # The month was just scored by this version: monitoring reads those predictions and never
+    # meets the refusal that would make it return a state.
+    assert isinstance(watched, MonitorResult), watched
     return watched, None
 
 
@@ -111,10 +122,11 @@ def score(
     model_name: str | None = None,
     monitor: bool = True,
     retrain_on_breach: bool = True,
-) -> ScoreResult:
+) -> ScoreResult | State:
     """Predict one month (or file) with the version behind ``alias``; store and log the result;
     then, with ``monitor``, compare the month with the version's reference (pipelines/monitor.py),
-    which asks for a retraining on a breach unless ``retrain_on_breach`` is off."""
+    which asks for a retraining on a breach unless ``retrain_on_breach`` is off. A version the
+    stack refuses ends the run Failed with one line saying why and what to do."""
     from flows.logic.reports import scoring_report
 
     settings = Settings.from_env()
@@ -123,12 +135,17 @@ def score(
     checked_path = data_path(path, "path") if path else None  # refused before anything is read
     name = platform_model(model_name, settings.model_name)
     scored_by = resolve_alias(name, alias)
+    model = load_trusted(scored_by)
+    if isinstance(model, UntrustedVersion):
+        line = refusal_line(model, alias, "nothing was scored")
+        get_run_logger().error(line)
+        return Failed(message=line)
     location = checked_path or locate_month(color, str(month))
     data = load(location)
     run_id = open_run(settings.scoring_experiment_name, f"score {location.rsplit('/', 1)[-1]}")
     with failed_if_raises(run_id):
         # cast: Prefect's task typing cannot tell a sync task's result from a coroutine.
-        frame = cast("pd.DataFrame", predict(scored_by, data))
+        frame = cast("pd.DataFrame", predict(scored_by, model, data))
         output_uri = write_predictions(frame, data.source, scored_by)
         metrics = error_metrics(frame)
         log_scoring(run_id, alias, scored_by, data, output_uri, metrics)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from flows.errors import UntrustedVersion
 from flows.names import (
+    ADOPTION_REFUSED_TAG,
     ARCHIVED,
     ARCHIVED_BY_TAG,
     CHALLENGER,
@@ -142,6 +143,45 @@ def record_version(client: MlflowClient, model_name: str, version: str) -> bool:
     except NotTheStack:
         return False
     return True
+
+
+def adopt_versions(client: MlflowClient, model_name: str) -> list[tuple[str, str]]:
+    """Adopt the versions of ``model_name`` trained before the stack kept records (an upgrade
+    from such a release): record those it may vouch for (flows/logic/provenance.py
+    `adoptable`); every version without a record is looked at, each once. Returns (version,
+    outcome) for each: "adopted" or why it stays refused. A version holding an alias is
+    re-pointed at itself with the reason, so the alias history names what was adopted."""
+    import mlflow
+
+    from flows.logic.provenance import ADOPTED, adoptable, released_code
+
+    outcomes = []
+    for found in all_versions(client, model_name):
+        if RECORD_TAG in found.tags or ADOPTION_REFUSED_TAG in found.tags:
+            continue
+        version = str(found.version)
+        with tempfile.TemporaryDirectory(prefix="version-") as target:
+            local = Path(
+                mlflow.artifacts.download_artifacts(
+                    f"models:/{model_name}/{version}", dst_path=target
+                )
+            )
+            try:
+                record = adoptable(
+                    model_name, version, local, released_code(), origin_problems(client, found)
+                )
+            except UntrustedVersion as refused:
+                # Looked at once: an admin who decides otherwise deletes this tag.
+                client.set_model_version_tag(
+                    model_name, version, ADOPTION_REFUSED_TAG, refused.problem[:5000]
+                )
+                outcomes.append((version, f"not adopted: {refused.problem}"))
+                continue
+        client.set_model_version_tag(model_name, version, RECORD_TAG, record.to_tag())
+        for alias in found.aliases:
+            move_alias(client, model_name, alias, version, f"{ADOPTED} (version {version})")
+        outcomes.append((version, "adopted"))
+    return outcomes
 
 
 def load_pinned(local: Path) -> PyFuncModel:

@@ -6,12 +6,13 @@ from typing import TYPE_CHECKING
 
 from prefect import task
 
-from flows.errors import InvalidParameters, MissingModel
+from flows.errors import InvalidParameters, MissingModel, UntrustedVersion
 from flows.settings import Settings
 from flows.steps.retry import IO_RETRIES
 
 if TYPE_CHECKING:
     import pandas as pd
+    from mlflow.pyfunc import PyFuncModel
 
     from flows.logic.predictions import ScoredBy
     from flows.logic.trips import TripData
@@ -35,15 +36,36 @@ def resolve_alias(model_name: str, alias: str) -> ScoredBy:
 
 
 @task(**IO_RETRIES)
-def predict(scored_by: ScoredBy, data: TripData) -> pd.DataFrame:
-    """Load the version (checked against the stack's record) and predict every kept trip from
-    its raw records."""
+def load_trusted(scored_by: ScoredBy) -> PyFuncModel | UntrustedVersion:
+    """The version loaded once its files are the ones the stack recorded; a version the stack
+    refuses is returned as its refusal, not raised, so the flow ends with one line saying why
+    (and what to do), not a traceback."""
+    from flows.resources.registry import load_version
+
+    try:
+        model, _ = load_version(scored_by.model_name, scored_by.version)
+    except UntrustedVersion as refused:
+        return refused
+    return model
+
+
+def refusal_line(refused: UntrustedVersion, alias: str | None, what: str) -> str:
+    """One line for a version the stack refuses: what did not happen, why, and what to do."""
+    named = f"{refused.model_name} v{refused.version}" + (f" (@{alias})" if alias else "")
+    return (
+        f"{named} is refused, so {what}: {refused.problem}. Put a version the stack recorded back "
+        f"(make rollback, or make rollback VERSION=n; make history lists the champions), or "
+        f"ask an admin"
+    )
+
+
+@task
+def predict(scored_by: ScoredBy, model: PyFuncModel, data: TripData) -> pd.DataFrame:
+    """Every kept trip predicted from its raw records by the loaded version."""
     from flows.logic.predictions import prediction_frame
     from flows.logic.signature import predict_raw
     from flows.logic.trips import ROW_COLUMN
-    from flows.resources.registry import load_version
 
-    model, _ = load_version(scored_by.model_name, scored_by.version)
     raw = data.as_raw()
     reader = f"version {scored_by.version} of {scored_by.model_name}"
     inputs, predicted = predict_raw(model, raw, data.source, reader)

@@ -1,5 +1,6 @@
 """MLflow accounts: the worker's and the model server's (kept in step with .env), teammates'
-(`make user`) and those of workers on other hosts (`make worker-env`).
+(`make user`) and those of workers on other hosts (`make worker-env`); on every `make up`, also
+the adoption of versions trained before the stack kept records.
 
 python -m infra.mlflow.users sync-accounts | create NAME | worker NAME | delete NAME | grant ...
 """
@@ -83,7 +84,19 @@ def sync_accounts(client: Any) -> int:
         model = Settings.from_env().model_name
         ensure_model_permission(client, serving, model, "READ")
         print(f"model server account {serving}: {outcome}, READ on model {model}")
+    adopt_earlier_versions(settings.model_name)
     return 0
+
+
+def adopt_earlier_versions(model: str) -> None:
+    """Versions trained before the stack kept records (an upgrade from such a release) adopted
+    once, or named with why not (flows/resources/registry.py `adopt_versions`)."""
+    from mlflow import MlflowClient
+
+    from flows.resources.registry import adopt_versions
+
+    for version, outcome in adopt_versions(MlflowClient(), model):
+        print(f"model {model} version {version}: {outcome}")
 
 
 def ensure_model_permission(client: Any, username: str, model: str, permission: str) -> None:

@@ -25,7 +25,7 @@ from flows.logic.signature import predict_raw
 from flows.pipelines.score import score
 from flows.pipelines.train import model_package, train
 from flows.resources.tlc_files import load_trips
-from flows.steps.scoring import predict
+from flows.steps.scoring import load_trusted, predict
 from tests.integration.params import QUICK
 from tests.paths import TLC_DATA
 
@@ -106,9 +106,11 @@ def test_champions_of_either_year_score_every_month_and_are_compared_across_year
 
     # The int32 champion scores a 2021 month as a flow run, and is judged by promotion on one.
     client.set_registered_model_alias(name, "champion", stored_int32)
-    scored = score(path=month("2021-02"))
+    scored = score(path=month("2021-02"), monitor=False)
     assert scored.version == stored_int32 and scored.rows == data["2021-02"].rows_kept
-    stored = predict.fn(ScoredBy(name, stored_int32, ""), data["2021-01"])  # the scoring task
+    int32_version = ScoredBy(name, stored_int32, "")
+    model = load_trusted.fn(int32_version)
+    stored = predict.fn(int32_version, model, data["2021-01"])  # the scoring task
     assert stored["PULocationID"].dtype == "int64" and len(stored) == data["2021-01"].rows_kept
     retrained = train(
         train_path=month("2021-01"), val_path=month("2021-02"), params=QUICK, promote=True

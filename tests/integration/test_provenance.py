@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 import requests
 from mlflow import MlflowClient
+from prefect.exceptions import FailedRun
 
 from flows.errors import UntrustedVersion
 from flows.logic.provenance import Record
@@ -229,12 +230,44 @@ def test_scoring_and_promotion_refuse_a_tampered_challenger(platform, tmp_path):
     client = MlflowClient()
     version = copy_of(platform, tmp_path, change=with_features_changed)
     client.set_registered_model_alias(platform.name, CHALLENGER, version)
-    with pytest.raises(UntrustedVersion, match="features.py changed"):
+    with pytest.raises(FailedRun, match="refused, so nothing was scored: .*features.py changed"):
         score(path=FEB, alias=CHALLENGER)
     with pytest.raises(UntrustedVersion, match="features.py changed"):
         promote()
     assert client.get_model_version_by_alias(platform.name, CHAMPION).version == platform.champion
     client.delete_registered_model_alias(platform.name, CHALLENGER)
+
+
+def test_a_refused_champion_stops_neither_promotion_nor_the_team(platform, tmp_path):
+    """A champion whose files changed (an admin's mistake) is not compared: the challenger stays
+    registered, and promotion and scoring say why in one line, with what to do."""
+    client = MlflowClient()
+    tampered = copy_of(platform, tmp_path, change=with_features_changed)
+    challenger = copy_of(platform, tmp_path / "challenger")
+    client.set_registered_model_alias(platform.name, CHAMPION, tampered)
+    client.set_registered_model_alias(platform.name, CHALLENGER, challenger)
+    try:
+        decision = promote()
+        with pytest.raises(FailedRun) as scoring:
+            score(path=FEB)
+        kept = client.get_model_version(platform.name, challenger)
+        aliases = {
+            alias: client.get_model_version_by_alias(platform.name, alias).version
+            for alias in (CHAMPION, CHALLENGER)
+        }
+    finally:
+        client.set_registered_model_alias(platform.name, CHAMPION, platform.champion)
+        client.delete_registered_model_alias(platform.name, CHALLENGER)
+    assert not decision.promoted
+    assert decision.reason.startswith(f"{platform.name} v{tampered} (@champion) is refused")
+    assert f"v{challenger} was not compared with it and stays challenger" in decision.reason
+    assert "features.py changed" in decision.reason and "make rollback" in decision.reason
+    assert "\n" not in decision.reason
+    assert aliases == {CHAMPION: tampered, CHALLENGER: challenger}
+    assert kept.tags["promotion.failed"] == "champion_refused"
+    line = str(scoring.value)
+    assert "refused, so nothing was scored" in line and "make rollback" in line
+    assert "\n" not in line
 
 
 def test_the_model_server_keeps_answering_and_says_why_it_refused(platform, tmp_path):
@@ -292,3 +325,58 @@ def wait_for(read: Callable[[], dict], done: Callable[[dict], bool], timeout_s: 
         time.sleep(0.5)
         value = read()
     return value
+
+
+def code_of_an_earlier_release() -> dict[str, bytes]:
+    """The model modules as the commit before their latest change had them (an earlier release,
+    whose versions carry other code than this checkout's)."""
+    from flows.logic.provenance import MODEL_MODULES
+
+    def git(*args: str) -> bytes:
+        return subprocess.run(
+            ["git", "-C", str(REPO_ROOT), *args], capture_output=True, check=True
+        ).stdout
+
+    paths = [f"flows/{module}" for module in MODEL_MODULES]
+    latest = git("log", "-1", "--format=%H", "--", *paths).decode().strip()
+    return {path: git("show", f"{latest}^:{path}") for path in paths}
+
+
+def test_versions_trained_before_records_are_adopted_once_and_others_stay_refused(
+    platform, tmp_path
+):
+    """An upgrade from a release without records (`make up` runs the adoption): a version of the
+    platform's released code is recorded, with the reason, and loads; one with any other code
+    is named and left refused; a second adoption changes nothing."""
+    from flows.logic.provenance import ADOPTED
+    from flows.names import ADOPTION_REFUSED_TAG
+    from flows.resources.registry import adopt_versions
+
+    earlier = code_of_an_earlier_release()
+
+    def with_earlier_code(files: Path) -> None:
+        for path, content in earlier.items():
+            (files / "code" / path).write_bytes(content)
+
+    client = MlflowClient()
+    before_records = copy_of(platform, tmp_path / "old", change=with_earlier_code, recorded=False)
+    foreign = copy_of(platform, tmp_path / "foreign", change=with_features_changed, recorded=False)
+    client.set_registered_model_alias(platform.name, CHALLENGER, before_records)
+    try:
+        outcomes = dict(adopt_versions(client, platform.name))
+        again = dict(adopt_versions(client, platform.name))
+        adopted = client.get_model_version(platform.name, before_records)
+        model, _ = load_version(platform.name, before_records, approve=False)
+    finally:
+        client.delete_registered_model_alias(platform.name, CHALLENGER)
+    assert outcomes[before_records] == "adopted"
+    assert Record.from_tag(adopted.tags[RECORD_TAG], platform.name, before_records).approved_by == (
+        ADOPTED
+    )
+    assert outcomes[foreign].startswith("not adopted: code/flows/features.py is not code")
+    refused = client.get_model_version(platform.name, foreign)
+    assert RECORD_TAG not in refused.tags and ADOPTION_REFUSED_TAG in refused.tags
+    with pytest.raises(UntrustedVersion, match="no record"):
+        load_version(platform.name, foreign, approve=False)
+    assert before_records not in again and foreign not in again
+    assert len(model.predict(records(5))) == 5

@@ -141,3 +141,68 @@ def test_a_refusal_stays_one_short_line_however_much_differs(version):
         approvable("m", "3", version, stack, "loading", ["it was logged in experiment 9"])
     assert str(refused.value).count(";") == 5 and "more" in str(refused.value)
     assert len(str(refused.value)) < 600
+
+
+def released(version: Path, *more: str) -> dict[str, frozenset[str]]:
+    """Released code that holds the version's code/ as it is, and ``more`` digests beside."""
+    code = platform_code(version)
+    return {path: frozenset({digest, *more}) for path, digest in code.items()}
+
+
+def test_a_version_with_earlier_released_code_is_adopted_with_the_reason(version):
+    from flows.logic.provenance import ADOPTED, adoptable
+
+    record = adoptable("m", "3", version, released(version, "0" * 64), [])
+    assert record.approved_by == ADOPTED
+    assert verified_files("m", "3", version, record.to_tag()) == record
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (
+            lambda v: (v / "code/flows/features.py").write_text("import os\n"),
+            "code/flows/features.py is not code the platform released",
+        ),
+        (
+            lambda v: (v / "code/flows/extra.py").write_text("x = 1\n"),
+            "code/flows/extra.py is not code the platform released",
+        ),
+        (lambda v: shutil.rmtree(v / "code"), "it carries no code/"),
+        (
+            lambda v: (v / "MLmodel").write_text(MLMODEL.replace("mlflow.xgboost", "evil")),
+            "loader_module 'evil'",
+        ),
+    ],
+    ids=["changed-module", "unknown-module", "no-code", "foreign-loader"],
+)
+def test_a_version_with_any_other_code_or_loader_is_not_adopted(version, change, problem):
+    from flows.logic.provenance import adoptable
+
+    known = released(version)
+    change(version)
+    with pytest.raises(UntrustedVersion, match=problem):
+        adoptable("m", "3", version, known, [])
+
+
+def test_a_version_logged_outside_the_training_experiment_is_not_adopted(version):
+    from flows.logic.provenance import adoptable
+
+    origin = ["it was logged in experiment 9, not the training experiment"]
+    with pytest.raises(UntrustedVersion, match="experiment 9"):
+        adoptable("m", "3", version, released(version), origin)
+
+
+def test_the_released_code_holds_the_model_code_of_this_checkout():
+    """A change of the model code must be added to released_code.json (python -m
+    infra.releases.model_code) once committed: versions trained with it are adopted on the next
+    upgrade only if it is there."""
+    import hashlib
+
+    from flows.logic.provenance import MODEL_MODULES, released_code
+    from flows.resources.registry import FLOWS_DIR
+
+    known = released_code()
+    for module in MODEL_MODULES:
+        digest = hashlib.sha256((FLOWS_DIR / module).read_bytes()).hexdigest()
+        assert digest in known[f"flows/{module}"], f"flows/{module}: run infra.releases.model_code"
