@@ -250,7 +250,7 @@ else
 endif
 
 # The MLflow apps are a path package installed as a copy: uv reinstalls it only when asked.
-MLFLOW_APPS := $(wildcard services/mlflow/proxied-artifacts/*/*.py services/mlflow/proxied-artifacts/pyproject.toml)
+MLFLOW_APPS := $(wildcard services/mlflow/proxied-artifacts/*/*.py services/mlflow/proxied-artifacts/*/py.typed services/mlflow/proxied-artifacts/pyproject.toml)
 .venv/.synced: pyproject.toml uv.lock $(MLFLOW_APPS)
 	$(UV) sync --frozen --reinstall-package mlflow-proxied-artifacts
 	@touch $@

@@ -11,7 +11,7 @@ One Prefect server (PostgreSQL, with an internal auth string), one MLflow server
 
 API: `--requests` sequential calls of each kind on one keep-alive session (as Prefect's client
 holds one): `POST /api/flow_runs/filter` (limit 10) and `GET /api/deployments/{id}`.
-Flow run: `--runs` runs of tests/integration/gateway_flow (two tasks, a subflow, logs, two
+Flow run: `--runs` runs of tests/security/gateway_flow (two tasks, a subflow, logs, two
 artifacts), each started and then picked up by a process worker with a 1 s poll, signed in as the
 variant says (a worker account for the gateway); wall time from the start to Completed.
 """
@@ -31,8 +31,8 @@ from pathlib import Path
 import requests
 
 from tests import servers
-from tests.integration.test_gateway import run_init_script
 from tests.paths import REPO_ROOT
+from tests.security.conftest import run_init_script
 
 POOL = "bench-pool"
 
@@ -72,10 +72,14 @@ def create_deployment(api: str, auth_string: str) -> str:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import WorkPoolCreate
     from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
+    from prefect.workers.process import ProcessWorker
 
     async def create() -> str:
         async with get_client() as client:
-            await client.create_work_pool(WorkPoolCreate(name=POOL, type="process"))
+            template = ProcessWorker.get_default_base_job_template()
+            await client.create_work_pool(
+                WorkPoolCreate(name=POOL, type="process", base_job_template=template)
+            )
             flow_id = await client.create_flow_from_name("gateway-check")
             return str(
                 await client.create_deployment(
@@ -83,7 +87,7 @@ def create_deployment(api: str, auth_string: str) -> str:
                     name="bench",
                     work_pool_name=POOL,
                     work_queue_name="default",
-                    path=str(REPO_ROOT / "tests/integration/gateway_flow"),
+                    path=str(REPO_ROOT / "tests/security/gateway_flow"),
                     entrypoint="check.py:gateway_check",
                 )
             )
@@ -92,7 +96,9 @@ def create_deployment(api: str, auth_string: str) -> str:
         return asyncio.run(create())
 
 
-def flow_runs(api: str, auth_string: str, deployment: str, runs: int, home: Path) -> list[float]:
+def flow_runs(
+    api: str, auth_string: str, deployment: str, runs: int, home: Path, name: str
+) -> list[float]:
     """Seconds from start to Completed of ``runs`` runs, one after the other, on a worker."""
     from prefect.deployments import run_deployment
     from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
@@ -106,8 +112,9 @@ def flow_runs(api: str, auth_string: str, deployment: str, runs: int, home: Path
     }
     command = [sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL]
     home.mkdir(parents=True, exist_ok=True)
+    command += ["--type", "process", "--work-queue", "default", "--name", name]
     worker = servers.start_logged(
-        [*command, "--type", "process", "--work-queue", "default"], env, home / "worker.log"
+        [*command, "--no-create-pool-if-not-found"], env, home / "worker.log"
     )
     seconds = []
     try:
@@ -134,8 +141,9 @@ def main() -> int:
     internal = "internal:" + secrets.token_urlsafe(16)
     started = []
     try:
-        s3.client().create_bucket(Bucket="accounts")
-        accounts = servers.start_data_proxy(postgres, s3, "accounts", workdir)
+        accounts = servers.start_accounts(
+            postgres, s3, workdir, "prefect-worker", "taxi-trip-duration"
+        ).tracking
         started.append(accounts)
         prefect_db = f"postgresql+asyncpg://{postgres.create_database('prefect', 'p' * 16)}"
         os.environ["PREFECT_SERVER_API_AUTH_STRING"] = internal
@@ -143,7 +151,7 @@ def main() -> int:
         started.append(prefect)
         database = run_init_script(postgres)
         gateway_url, gateway = servers.start_gateway(
-            prefect.api_url, internal, accounts.url, database, workdir
+            prefect.api_url, internal, accounts.url, database, workdir, work_pool=POOL
         )
         teammate = accounts.create_account("bench-teammate")
         worker = accounts.create_account("bench-worker")
@@ -157,9 +165,11 @@ def main() -> int:
         user, password = internal.split(":", 1)
         direct_api = api_latency(prefect.api_url, (user, password), deployment, args.requests)
         gateway_api = api_latency(f"{gateway_url}/api", teammate, deployment, args.requests)
-        direct_runs = flow_runs(prefect.api_url, internal, deployment, args.runs, workdir / "d")
+        direct_runs = flow_runs(
+            prefect.api_url, internal, deployment, args.runs, workdir / "d", "bench-direct"
+        )
         gateway_runs = flow_runs(
-            f"{gateway_url}/api", ":".join(worker), deployment, args.runs, workdir / "g"
+            f"{gateway_url}/api", ":".join(worker), deployment, args.runs, workdir / "g", worker[0]
         )
         servers.stop_process(gateway)
     finally:

@@ -42,22 +42,12 @@ STACK_ACCOUNT, PLATFORM_MODEL = "prefect-worker", "taxi-trip-duration"
 
 def start(workdir: Path) -> dict[str, Any]:
     """PostgreSQL, S3, the stack-registry tracking server and Prefect; what the bench needs."""
-    import requests
 
     postgres = servers.start_postgres()
     s3 = servers.start_s3(workdir)
-    bucket = "mlflow-artifacts"
-    s3.client().create_bucket(Bucket=bucket)
-    tracking = servers.start_tracking_with_accounts(
-        postgres, s3, bucket, workdir, STACK_ACCOUNT, PLATFORM_MODEL
-    )
-    stack = (STACK_ACCOUNT, secrets.token_urlsafe(16))
-    requests.post(
-        f"{tracking.url}/api/2.0/mlflow/users/create",
-        json={"username": stack[0], "password": stack[1]},
-        auth=tracking.admin,
-        timeout=30,
-    ).raise_for_status()
+    both = servers.start_accounts(postgres, s3, workdir, STACK_ACCOUNT, PLATFORM_MODEL)
+    tracking, stack = both.tracking, both.stack
+    bucket = tracking.bucket
     database = tracking.backend.rsplit("/", 1)[1]
     subprocess.run(
         [str(postgres.bindir / "psql"), "-h", "127.0.0.1", "-p", str(postgres.port),
@@ -71,6 +61,7 @@ def start(workdir: Path) -> dict[str, Any]:
         "postgres": postgres,
         "s3": s3,
         "tracking": tracking,
+        "accounts": both,
         "stack": stack,
         "prefect": prefect,
         "bucket": bucket,
@@ -229,7 +220,7 @@ def main() -> int:
             from prefect.logging.handlers import APILogWorker
 
             APILogWorker.drain_all(timeout=10)  # before its server stops
-            for name in ("tracking", "prefect", "s3", "postgres"):
+            for name in ("accounts", "prefect", "s3", "postgres"):
                 found[name].stop()
 
 

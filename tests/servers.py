@@ -657,9 +657,12 @@ def start_gateway(
     database: dict[str, str],
     workdir: Path,
     cache_ttl_s: float | None = None,
+    work_pool: str = "taxi-pool",
+    trusted_proxies: str = "",
 ) -> tuple[str, subprocess.Popen]:
     """`python -m services.gateway`, as compose runs it, in front of a Prefect server, signing in
     with the accounts of an MLflow server; its tables in ``database`` (the init script's role)."""
+    ui = workdir / f"prefect-ui-{secrets.token_hex(3)}"
     env = {
         **os.environ,
         "PREFECT_UPSTREAM_URL": prefect_api_url.removesuffix("/api"),
@@ -669,8 +672,15 @@ def start_gateway(
             f"postgresql://{database['user']}:{database['password']}@127.0.0.1:"
             f"{database['port']}/gateway"
         ),
+        "WORK_POOL": work_pool,
+        "TRUSTED_PROXY_ADDRESSES": trusted_proxies,
+        # As compose: the UI, answered by the gateway, asks for credentials.
+        "PREFECT_SERVER_API_AUTH_STRING": auth_string,
+        "PREFECT_UI_STATIC_DIRECTORY": str(ui),
+        "PREFECT_HOME": str(workdir / "gateway-prefect-home"),
     }
+    env.pop("PREFECT_API_URL", None)
     if cache_ttl_s is not None:
         env["MLFLOW_AUTH_CACHE_TTL_SECONDS"] = str(cache_ttl_s)
     command = [sys.executable, "-m", "services.gateway"]
-    return serve_command_on_free_port(command, env, workdir / "gateway.log", "/gateway/health", 60)
+    return serve_command_on_free_port(command, env, workdir / "gateway.log", "/gateway/health", 120)

@@ -173,10 +173,13 @@ def remove(client: Any, name: str) -> bool:
 
 
 def webhook_block(url: str) -> UUID:
-    """Save the webhook block (JSON with text, subject and body: Slack and Mattermost read text)."""
+    """Save the webhook block (JSON with text, subject and body: Slack and Mattermost read text).
+    The URL is a secret (whoever holds an incoming webhook's URL posts to the team's chat): kept
+    in the block's secret values, which only admins read, and put in place when it posts."""
     block = CustomWebhookNotificationBlock(
         name=WEBHOOK_BLOCK,
-        url=url,
+        url="{{webhook_url}}",
+        secrets={"webhook_url": url},
         method="POST",
         json_data={"text": "{{subject}}\n{{body}}", "subject": "{{subject}}", "body": "{{body}}"},
     )

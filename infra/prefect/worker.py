@@ -93,7 +93,9 @@ def worker_command(
         if queue.strip():
             command += ["--work-queue", queue.strip()]
     if name:
-        command += ["--name", name]
+        # A named worker is one on another host (make worker-env): it joins the stack's pool,
+        # which the stack made, and never asks for one (the gateway refuses that).
+        command += ["--name", name, "--no-create-pool-if-not-found"]
     return command + (["--with-healthcheck"] if healthcheck else [])
 
 

@@ -2,7 +2,9 @@
 
 Settings from the environment: PREFECT_UPSTREAM_URL (Prefect's server inside the stack),
 PREFECT_API_AUTH_STRING (its internal string), MLFLOW_TRACKING_URI (the accounts),
-GATEWAY_DATABASE_URL (the audit log), MLFLOW_AUTH_CACHE_TTL_SECONDS (30).
+GATEWAY_DATABASE_URL (the audit log), MLFLOW_AUTH_CACHE_TTL_SECONDS (30), WORK_POOL (the
+platform's pool), TRUSTED_PROXY_ADDRESSES (the TLS proxy's addresses, whose X-Forwarded-For is
+believed). Prefect's UI, answered here, reads PREFECT_UI_API_URL.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ def settings_from_env() -> GatewaySettings:
         mlflow_url=os.environ["MLFLOW_TRACKING_URI"],
         database_url=os.environ["GATEWAY_DATABASE_URL"],
         cache_ttl_s=float(os.environ.get("MLFLOW_AUTH_CACHE_TTL_SECONDS") or DEFAULT_AUTH_TTL_S),
+        work_pool=os.environ.get("WORK_POOL") or "taxi-pool",
+        trusted_proxies=os.environ.get("TRUSTED_PROXY_ADDRESSES", ""),
     )
 
 

@@ -8,35 +8,25 @@ import json
 from typing import Any
 
 import httpx
+from platform_edge.signin import Credentials, SignIn, basic_header
 
-from services.gateway.checks import Caller
-from services.signin import CredentialCache, Credentials, FailureBrake, basic_header
+from services.gateway.capabilities import Caller
 
 
 class MlflowAccounts:
-    """Asks the MLflow server who the credentials are, through services/signin.py's cache and
-    brake: good answers cached for ``ttl_s``, wrong passwords never, and repeated wrong ones
-    refused at once (429) without asking MLflow."""
+    """Asks the MLflow server who the credentials are, through platform_edge's sign-in: good
+    answers cached for ``ttl_s``, wrong passwords never, and repeated wrong ones for one account
+    from one address refused at once (429) without asking MLflow."""
 
     def __init__(self, tracking_uri: str, ttl_s: float, store: Store) -> None:
         self.url = f"{tracking_uri.rstrip('/')}/api/2.0/mlflow/users/get"
         self.store = store
-        self.cache: CredentialCache[Caller] = CredentialCache(ttl_s)
-        self.brake = FailureBrake()
         self.http = httpx.AsyncClient(timeout=10)
+        self.sign_in: SignIn[Caller] = SignIn(self.verify, ttl_s)
 
-    async def sign_in(
-        self, credentials: Credentials | None, address: str | None = None
-    ) -> Caller | int:
-        """The caller, or the status that refuses them: 401 (no or wrong credentials), 429 (too
-        many wrong ones lately), 503 (MLflow did not answer)."""
-        if credentials is None:
-            return 401
-        cached = self.cache.get(credentials.username, credentials.password)
-        if cached is not None:
-            return cached
-        if self.brake.retry_after(address, credentials.username) > 0:
-            return 429
+    async def verify(self, credentials: Credentials) -> tuple[int, Caller | None]:
+        """MLflow's answer to the credentials, and who they are to the gateway: (200, caller),
+        (401, None) or (503, None)."""
         try:
             answer = await self.http.get(
                 self.url,
@@ -44,16 +34,12 @@ class MlflowAccounts:
                 headers={"Authorization": basic_header(credentials)},
             )
         except httpx.HTTPError:
-            return 503
+            return 503, None
         if answer.status_code in (401, 403):
-            self.brake.failed(address, credentials.username)
-            return 401
+            return 401, None
         if answer.status_code != 200:
-            return 503
-        self.brake.succeeded(credentials.username)
-        caller = await self.caller(credentials.username, bool(answer.json()["user"]["is_admin"]))
-        self.cache.put(credentials.username, credentials.password, caller)
-        return caller
+            return 503, None
+        return 200, await self.caller(credentials.username, bool(answer.json()["user"]["is_admin"]))
 
     async def caller(self, username: str, is_admin: bool) -> Caller:
         """The account's role: admin, a worker on other hosts (with its queues), or teammate."""
@@ -66,7 +52,7 @@ class MlflowAccounts:
 
     def forget(self, username: str) -> None:
         """Drop the account's cached sign-ins (its worker record changed)."""
-        self.cache.forget(username)
+        self.sign_in.forget(username)
 
 
 class Store:

@@ -1,20 +1,22 @@
-"""Who may call which of Prefect's API routes: the gateway's rules, as data.
+"""Who may call which of Prefect's API routes, and with which capability: the gateway's rules, as
+data.
 
-Every route of Prefect's API (its OpenAPI paths, and its WebSocket routes) is listed once below,
-under the roles that may call it; ``tests/unit/test_gateway_policy.py`` holds the table to the
-routes of the installed Prefect, so an upgrade that adds a route fails until someone decides who
-may call it (until then the gateway refuses it to everyone but admins).
+Every route of Prefect's API (as Prefect's own router has them: services/gateway/prefect_api.py)
+is listed once below, under the roles that may call it and the capability each role calls it
+with; ``tests/unit/test_gateway_policy.py`` holds the table to the routes of the installed
+Prefect, so an upgrade that adds a route fails until someone decides who may call it (until then
+the gateway refuses it to everyone but admins). What a capability allows is decided on the
+request's parsed values and on Prefect's state (services/gateway/capabilities.py): default deny.
 
 Roles: admins (MLflow admins) may call anything. Teammates read what the UI shows, start runs of
 the platform's deployments with their declared parameters, and cancel or retry runs. Workers on
 other hosts (accounts made by `make worker-env`) call what a worker and the flow runs it starts
-call, polling only the work queues they were made for. Some routes take a check of the request
-on top (``Check``): the gateway runs it before forwarding.
+call, on their own queues' runs only. Secret values of blocks are for admins alone, whatever the
+route (services/gateway/app.py).
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -27,28 +29,49 @@ class Role(StrEnum):
     WORKER = "worker"
 
 
-class Check(StrEnum):
-    """A look at the request itself, beyond its route (services/gateway/checks.py)."""
+class Capability(StrEnum):
+    """What a role may do with a route (services/gateway/capabilities.py decides each)."""
 
-    NO_SECRETS = "no-secrets"  # block documents without their secret values
-    DECLARED_RUN = "declared-run"  # a deployment's run: its parameters, no job variables
+    READ = "read"  # read what the UI shows
+    DECLARED_RUN = "declared-run"  # a deployment's run: declared parameters, its own queue
     CANCEL_OR_RETRY = "cancel-or-retry"  # the only states a teammate sets on a flow run
-    OWN_QUEUES = "own-queues"  # a worker polls the work queues it was made for
-    OWN_FLOW_RUN = "own-flow-run"  # a worker changes flow runs of its queues (or their subflows)
+    WORKER_POLL = "worker-poll"  # a worker polls its own queues of the platform's pool
+    WORKER_HEARTBEAT = "worker-heartbeat"  # ... and heartbeats there under its own name
+    WORKER_CHANNEL = "worker-channel"  # ... and joins the worker channel (WebSocket) so
+    OWN_FLOW_RUN = "own-flow-run"  # the path's flow run is one of the worker's
+    OWN_FLOW_RUN_UPDATE = "own-flow-run-update"  # ... and its routing is left alone
+    SUBFLOW = "subflow"  # a new flow run only as a subflow of one of the worker's
+    WORKER_DEPLOYMENT_RUN = "worker-deployment-run"  # own queues, or a hand-off by design
+    FLOW_BY_NAME = "flow-by-name"  # a flow named by a subflow's first run
+    OWN_TASK_RUN_CREATE = "own-task-run-create"  # a task run of one of the worker's flow runs
+    OWN_TASK_RUN = "own-task-run"  # the path's task run is one of the worker's
+    OWN_LOGS = "own-logs"  # log lines of the worker's runs only
+    OWN_ARTIFACT_CREATE = "own-artifact-create"  # an artifact of one of the worker's runs
+    OWN_ARTIFACT = "own-artifact"  # the path's artifact is one of the worker's runs'
+    OWN_EVENTS = "own-events"  # events a worker and its flow runs emit, about its own runs
+    OWN_TASK_CONCURRENCY = "own-task-concurrency"  # tag slots for the worker's task runs
 
 
 @dataclass(frozen=True)
 class Rule:
-    """Who may call one route (a method and Prefect's path template, under /api)."""
+    """Who may call one route (a method, "WS" for a WebSocket, and Prefect's path template under
+    /api), each role with the capability it calls it with."""
 
     method: str
     template: str
-    roles: frozenset[Role]
-    check: Check | None = None
+    capabilities: tuple[tuple[Role, Capability], ...]
+
+    @property
+    def roles(self) -> frozenset[Role]:
+        """The roles (besides admins) that may call the route at all."""
+        return frozenset(role for role, _ in self.capabilities)
+
+    def capability(self, role: Role) -> Capability | None:
+        """The capability ``role`` calls the route with, or None when it may not."""
+        return dict(self.capabilities).get(role)
 
 
 T, W = Role.TEAMMATE, Role.WORKER
-EVERYONE, WORKERS, ADMINS = frozenset({T, W}), frozenset({W}), frozenset[Role]()
 
 # Reads: what the UI and the CLI read. POSTs here only query (filters, counts, histories).
 READS = """
@@ -146,11 +169,19 @@ POST /ui/schemas/validate
 POST /ui/task_runs/dashboard/counts
 POST /ui/task_runs/count
 GET /ui/task_runs/{id}
+GET /docs
+HEAD /docs
+GET /docs/oauth2-redirect
+HEAD /docs/oauth2-redirect
+GET /openapi.json
+HEAD /openapi.json
+GET /redoc
+HEAD /redoc
 WS /events/out
 WS /logs/out
 """
 
-# Block documents: everyone reads them, only workers (whose flows may need them) with secrets.
+# Block documents: everyone reads them; their secret values are for admins alone (app.py).
 BLOCK_DOCUMENT_READS = """
 GET /block_documents/{id}
 POST /block_documents/filter
@@ -159,40 +190,31 @@ GET /block_types/slug/{slug}/block_documents
 GET /block_types/slug/{slug}/block_documents/name/{block_document_name}
 """
 
-# What a worker and the flow runs it starts write: its heartbeat and polls, flow and task runs'
-# states, subflows, logs, artifacts, events, concurrency slots, and runs of deployments the
-# platform's flows start (tuning's trials).
-WORKER_WRITES = """
-POST /work_pools/{work_pool_name}/workers/heartbeat
-POST /flows/
-POST /flow_runs/
-PATCH /flow_runs/{id}/labels
-POST /task_runs/
-PATCH /task_runs/{id}
-POST /task_runs/{id}/set_state
-POST /logs/
-POST /artifacts/
-PATCH /artifacts/{id}
-POST /events
-POST /concurrency_limits/increment
-POST /concurrency_limits/decrement
-POST /v2/concurrency_limits/increment
-POST /v2/concurrency_limits/increment-with-lease
-POST /v2/concurrency_limits/decrement
-POST /v2/concurrency_limits/decrement-with-lease
-POST /v2/concurrency_limits/leases/{lease_id}/renew
-WS /events/in
-WS /work_pools/{work_pool_name}/workers/connect
+# Writes, each role with its capability. A worker's are what a worker and the flow runs it
+# starts write (its channel and polls, its runs' states, subflows, task runs, logs, artifacts
+# and events, tag concurrency slots, and runs of deployments its flows start: tuning's trials,
+# training's hand-off to promotion), each on its own runs only.
+WRITES = """
+POST /deployments/{id}/create_flow_run  teammate=declared-run worker=worker-deployment-run
+POST /flow_runs/{id}/set_state  teammate=cancel-or-retry worker=own-flow-run
+PATCH /flow_runs/{id}  worker=own-flow-run-update
+PATCH /flow_runs/{id}/labels  worker=own-flow-run
+POST /flow_runs/  worker=subflow
+POST /flows/  worker=flow-by-name
+POST /task_runs/  worker=own-task-run-create
+PATCH /task_runs/{id}  worker=own-task-run
+POST /task_runs/{id}/set_state  worker=own-task-run
+POST /logs/  worker=own-logs
+POST /artifacts/  worker=own-artifact-create
+PATCH /artifacts/{id}  worker=own-artifact
+POST /events  worker=own-events
+WS /events/in  worker=own-events
+POST /work_pools/{name}/get_scheduled_flow_runs  worker=worker-poll
+POST /work_pools/{work_pool_name}/workers/heartbeat  worker=worker-heartbeat
+WS /work_pools/{work_pool_name}/workers/connect  worker=worker-channel
+POST /concurrency_limits/increment  worker=own-task-concurrency
+POST /concurrency_limits/decrement  worker=own-task-concurrency
 """
-
-# Writes with a check of their own.
-CHECKED = [
-    Rule("POST", "/work_pools/{name}/get_scheduled_flow_runs", WORKERS, Check.OWN_QUEUES),
-    Rule("POST", "/flow_runs/{id}/set_state", WORKERS, Check.OWN_FLOW_RUN),
-    Rule("PATCH", "/flow_runs/{id}", WORKERS, Check.OWN_FLOW_RUN),
-    Rule("POST", "/flow_runs/{id}/set_state", frozenset({T}), Check.CANCEL_OR_RETRY),
-    Rule("POST", "/deployments/{id}/create_flow_run", EVERYONE, Check.DECLARED_RUN),
-]
 
 # Admins only (and the stack itself, which talks to Prefect directly): changing deployments,
 # schedules, work pools and queues, blocks, variables, automations and concurrency limits;
@@ -229,6 +251,11 @@ POST /concurrency_limits/
 DELETE /concurrency_limits/{id}
 DELETE /concurrency_limits/tag/{tag}
 POST /concurrency_limits/tag/{tag}/reset
+POST /v2/concurrency_limits/increment
+POST /v2/concurrency_limits/increment-with-lease
+POST /v2/concurrency_limits/decrement
+POST /v2/concurrency_limits/decrement-with-lease
+POST /v2/concurrency_limits/leases/{lease_id}/renew
 POST /v2/concurrency_limits/
 PATCH /v2/concurrency_limits/{id_or_name}
 DELETE /v2/concurrency_limits/{id_or_name}
@@ -269,65 +296,37 @@ WS /task_runs/subscriptions/scheduled
 """
 
 
-def parse(table: str, roles: frozenset[Role], check: Check | None = None) -> list[Rule]:
-    """Rules from lines of ``METHOD /template``."""
-    lines = (line.split() for line in table.splitlines() if line.strip())
-    return [Rule(method, template, roles, check) for method, template in lines]
+def parse(table: str, *capabilities: tuple[Role, Capability]) -> list[Rule]:
+    """Rules from lines of ``METHOD /template [role=capability ...]``."""
+    rules = []
+    for line in table.splitlines():
+        if not line.strip():
+            continue
+        method, template, *granted = line.split()
+        given = tuple(
+            (Role(role), Capability(capability))
+            for role, _, capability in (item.partition("=") for item in granted)
+        )
+        rules.append(Rule(method, template, given or capabilities))
+    return rules
 
 
+READ_BY_EVERYONE = ((T, Capability.READ), (W, Capability.READ))
 RULES: list[Rule] = [
-    *parse(READS, EVERYONE),
-    *parse(BLOCK_DOCUMENT_READS, frozenset({T}), Check.NO_SECRETS),
-    *parse(BLOCK_DOCUMENT_READS, WORKERS),
-    *parse(WORKER_WRITES, WORKERS),
-    *CHECKED,
-    *parse(ADMIN_ONLY, ADMINS),
+    *parse(READS, *READ_BY_EVERYONE),
+    *parse(BLOCK_DOCUMENT_READS, *READ_BY_EVERYONE),
+    *parse(WRITES),
+    *parse(ADMIN_ONLY),
 ]
+BY_ROUTE: dict[tuple[str, str], Rule] = {(rule.method, rule.template): rule for rule in RULES}
+READ_ROUTES = frozenset(
+    (rule.method, rule.template) for rule in parse(READS + BLOCK_DOCUMENT_READS)
+)
 
 
-@dataclass(frozen=True)
-class Route:
-    """A template compiled for matching; more literal segments win over placeholders."""
-
-    method: str
-    template: str
-    pattern: re.Pattern[str]
-    literal_segments: int
-
-
-def compile_route(method: str, template: str) -> Route:
-    """A route's pattern: each ``{name}`` matches one path segment."""
-    parts = template.strip("/").split("/")
-    regex = "/".join("[^/]+" if part.startswith("{") else re.escape(part) for part in parts)
-    literal = sum(not part.startswith("{") for part in parts)
-    return Route(method, template, re.compile(f"/{regex}/?"), literal)
-
-
-ROUTES = {(rule.method, rule.template): compile_route(rule.method, rule.template) for rule in RULES}
-
-
-def route_of(method: str, path: str) -> str | None:
-    """The template of the route a request under /api reaches, or None when none is known."""
-    found = [
-        route
-        for (known_method, _), route in ROUTES.items()
-        if known_method == method and route.pattern.fullmatch(path)
-    ]
-    if not found:
-        return None
-    return max(found, key=lambda route: route.literal_segments).template
-
-
-def rules_for(method: str, template: str, role: Role) -> list[Rule]:
-    """The rules that let ``role`` call a route (empty: refused)."""
-    return [
-        rule
-        for rule in RULES
-        if rule.method == method and rule.template == template and role in rule.roles
-    ]
-
-
-READ_ROUTES = {(rule.method, rule.template) for rule in parse(READS + BLOCK_DOCUMENT_READS, ADMINS)}
+def rule_of(method: str, template: str) -> Rule | None:
+    """The rule of a route (None: a route nobody decided on; admins only)."""
+    return BY_ROUTE.get((method, template))
 
 
 def is_read(method: str, template: str | None) -> bool:

@@ -50,7 +50,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     thread.start()
     ttl = float(os.environ.get("MLFLOW_AUTH_CACHE_TTL_SECONDS") or DEFAULT_AUTH_TTL_S)
-    authenticator = MlflowAuthenticator(os.environ["MLFLOW_TRACKING_URI"], settings.model_name, ttl)
+    authenticator = MlflowAuthenticator(
+        os.environ["MLFLOW_TRACKING_URI"],
+        settings.model_name,
+        ttl,
+        os.environ.get("TRUSTED_PROXY_ADDRESSES", ""),
+    )
     limits = Limits(settings.serving_max_body_bytes, settings.serving_max_rows)
     traffic = traffic_log(settings)
     if traffic is not None:

@@ -9,8 +9,9 @@ until the swap, so a promotion never fails a request. Every answer names its ver
 
 Callers sign in with their MLflow account (HTTP basic auth), checked against the MLflow server
 itself and remembered for MLFLOW_AUTH_CACHE_TTL_SECONDS, as MLflow's own password cache does
-(services/signin.py: keyed on the user and a keyed hash of the password, bounded). Wrong
-credentials are never remembered, and repeated ones are refused at once for a while (429).
+(platform_edge.signin: keyed on the user and a keyed hash of the password, bounded). Wrong
+credentials are never remembered, and repeated ones for one account from one client address are
+refused at once for a while (429).
 ``/ping`` and ``/health`` answer anyone (no data; /health names the answering version, and a
 version the alias points at that was refused).
 
@@ -39,12 +40,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
+from platform_edge.signin import (
+    Credentials,
+    SignIn,
+    basic_header,
+    client_address,
+    from_header,
+    trusted_networks,
+)
 
 from flows.errors import UntrustedVersion
 from services.serving import metrics
 from services.serving.inputs import Refused, records_of, validate
 from services.serving.traffic import TrafficLog
-from services.signin import CredentialCache, Credentials, FailureBrake, basic_header, from_header
 
 logger = logging.getLogger("serving")
 
@@ -191,13 +199,16 @@ def number_of(version: str) -> int:
 
 
 class MlflowAuthenticator:
-    """Checks basic-auth credentials by asking the MLflow server whether they may read the model."""
+    """Checks basic-auth credentials by asking the MLflow server whether they may read the model,
+    through platform_edge's sign-in (cache, brake per account and client address)."""
 
-    def __init__(self, tracking_uri: str, model_name: str, ttl_s: float) -> None:
+    def __init__(
+        self, tracking_uri: str, model_name: str, ttl_s: float, trusted_proxies: str = ""
+    ) -> None:
         self.url = f"{tracking_uri.rstrip('/')}/api/2.0/mlflow/registered-models/get"
         self.model_name = model_name
-        self.cache: CredentialCache[bool] = CredentialCache(ttl_s)
-        self.brake = FailureBrake()
+        self.sign_in: SignIn[bool] = SignIn(self.verify, ttl_s)
+        self.trusted = trusted_networks(trusted_proxies)
 
     def ask_mlflow(self, credentials: Credentials) -> int:
         """MLflow's answer to these credentials: 200 (may read the model), 401, 403, 404 (signed
@@ -212,26 +223,22 @@ class MlflowAuthenticator:
             return answer.status_code
         return 200 if answer.status_code == 200 else 503
 
-    async def check(self, authorization: bytes | None, address: str | None = None) -> int:
-        """200 when the credentials may read the model (cached), else 401, 403, 429 or 503."""
-        credentials = from_header(authorization)
-        if credentials is None:
-            return 401
-        if self.cache.get(credentials.username, credentials.password):
-            return 200
-        if self.brake.retry_after(address, credentials.username) > 0:
-            return 429
+    async def verify(self, credentials: Credentials) -> tuple[int, bool]:
+        """MLflow's answer, off the event loop (a 404, no such model yet, is never cached)."""
         try:
             status = await asyncio.to_thread(self.ask_mlflow, credentials)
         except requests.RequestException:
-            return 503
-        # Only a 200 is remembered: a 404 (no such model yet) is answered, never cached.
-        if status == 200:
-            self.brake.succeeded(credentials.username)
-            self.cache.put(credentials.username, credentials.password, True)
-        elif status == 401:
-            self.brake.failed(address, credentials.username)
-        return status
+            return 503, False
+        return status, status == 200
+
+    async def check(self, scope: Scope) -> int:
+        """200 when the request's credentials may read the model (cached), else 401, 403, 404,
+        429 or 503."""
+        headers = dict(scope["headers"])
+        peer = scope.get("client")
+        address = client_address(peer[0] if peer else None, scope["headers"], self.trusted)
+        signed_in = await self.sign_in(from_header(headers.get(b"authorization")), address)
+        return 200 if signed_in is True else int(signed_in)
 
 
 def replay(body: bytes) -> Receive:
@@ -336,10 +343,7 @@ class ChampionServer:
             await respond(send, 200, {"status": "ok"}, [])
             return
         headers = dict(scope["headers"])
-        client = scope.get("client")
-        status = await self.authenticator.check(
-            headers.get(b"authorization"), client[0] if client else None
-        )
+        status = await self.authenticator.check(scope)
         if status == 404:
             await self.no_champion(send)
             return

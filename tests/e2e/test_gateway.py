@@ -131,7 +131,7 @@ def test_teammates_and_worker_accounts_may_not_change_the_platform(stack, erin, 
                 assert answer.status_code == 403, (account[0], method, path, answer.text)
         assert call(stack, None, "POST", "/flows/filter", json={}).status_code == 401
         audit = stack.make("audit", "NAME=erin", "LIMIT=200").stdout
-        assert "create_flow_run  403  refused: job variables are for admins" in audit
+        assert "create_flow_run  403  refused: a run of a deployment uses its deployment" in audit
     finally:
         stack.make("user-delete", "NAME=probe-w")
     # Deleting the worker ends its access to Prefect too, within the password cache's TTL.

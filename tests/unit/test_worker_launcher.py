@@ -42,6 +42,7 @@ def test_an_outside_worker_serves_only_the_queues_it_is_given():
     queues = [command[i + 1] for i, arg in enumerate(command) if arg == "--work-queue"]
     assert queues == ["default", "extra"]
     assert command[command.index("--name") + 1] == "w-2"
+    assert "--no-create-pool-if-not-found" in command  # the gateway refuses a worker's pool
 
 
 def test_replicas_on_one_machine_share_its_cores_and_threads():
