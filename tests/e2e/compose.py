@@ -134,6 +134,13 @@ def posts_received(container: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in logs.splitlines() if line.startswith("{")]
 
 
+def write_env_file(path: Path, text: str) -> None:
+    """A settings file, owner-only from the moment it exists (it holds the stack's secrets)."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as out:
+        out.write(text)
+
+
 def shared_stack_settings(workdir: Path) -> Stack:
     """Fresh settings and ports for a stack shared as the README's "Share with your team" says,
     on the address containers reach the host at (the bridge network's): teammates in other
@@ -163,7 +170,7 @@ def shared_stack_settings(workdir: Path) -> Stack:
         if os.environ.get(name):
             overrides[name] = os.environ[name]
     env_file = workdir / "e2e.env"
-    env_file.write_text(make_env.render((REPO_ROOT / ".env.example").read_text(), overrides))
+    write_env_file(env_file, make_env.render((REPO_ROOT / ".env.example").read_text(), overrides))
     return Stack(
         env_file=env_file,
         mlflow_url=f"http://{host}:{mlflow_port}",
