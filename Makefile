@@ -78,7 +78,10 @@ docker-check:
 
 .PHONY: up
 up: compose-only docker-check env ## Build the image, start every service, wait until healthy, print the URLs [WORKERS=n]
-	@$(if $(WORKERS),WORKER_REPLICAS=$(WORKERS)) $(COMPOSE) up --build --detach --wait --wait-timeout 300 || { \
+	@# One build for every Python role (they share the image): compose would build it once per
+	@# service, each a new image, the tag left on the last and the others dangling.
+	@$(COMPOSE) build worker
+	@$(if $(WORKERS),WORKER_REPLICAS=$(WORKERS)) $(COMPOSE) up --no-build --detach --wait --wait-timeout 300 || { \
 		for service in $$($(COMPOSE) ps --all --format '{{.Service}} {{.State}} {{.ExitCode}}' | awk '$$2 != "running" && $$3 != "0" {print $$1}'); do \
 			echo "--- $$service (exited), its last lines:" >&2; $(COMPOSE) logs --no-color --no-log-prefix --tail 15 "$$service" >&2; \
 		done; exit 1; }

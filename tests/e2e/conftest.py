@@ -35,6 +35,26 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=rank)
 
 
+def dangling_images() -> set[str]:
+    """The ids of the engine's untagged images."""
+    listed = subprocess.run(
+        ["docker", "images", "--quiet", "--no-trunc", "--filter", "dangling=true"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    return set(listed.stdout.split())
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_dangling_images() -> Iterator[None]:
+    """Images this run left untagged (an image rebuilt under the same tag, an old release's) are
+    removed at its end: a CI machine would otherwise gather gigabytes of them."""
+    before = dangling_images()
+    yield
+    left = sorted(dangling_images() - before)
+    if left:
+        subprocess.run(["docker", "image", "rm", *left], capture_output=True)
+
+
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """`make up` on fresh settings and ports; `docker compose down -v` at the end."""
