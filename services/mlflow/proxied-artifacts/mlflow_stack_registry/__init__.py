@@ -6,7 +6,11 @@ versions; workers on other hosts need EDIT to register the versions they train. 
 platform's model (MLFLOW_PLATFORM_MODEL), moving or deleting any alias but ``challenger``,
 renaming or deleting the model or one of its versions, and on any model writing the stack's record
 of a version (the ``platform.record`` tag, flows/logic/provenance.py), need an admin or the
-stack's own worker account (MLFLOW_STACK_ACCOUNT). Everything else is MLflow's own rule.
+stack's own worker account (MLFLOW_STACK_ACCOUNT), and so does writing, replacing or deleting the
+files of a run or logged model a registered version stands on (write_once.py). The rules are
+decided on the handler MLflow's own router sends the request to and on the JSON body that handler
+reads (platform_edge.mlflow: canonical paths, JSON-only writes), never on our reading of a path.
+Everything else is MLflow's own rule.
 
 Every alias move it lets through and MLflow makes is recorded (mlflow_stack_registry.history):
 when, who, from which version to which, and the reason the platform's flows send in the
@@ -22,20 +26,22 @@ tracking database and the artifact bucket's key: POST /api/2.0/platform/housekee
 from __future__ import annotations
 
 import asyncio
-import base64
 import datetime as dt
 import json
 import logging
 import os
-import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
-from mlflow_data_proxy import read_body, refuse, replay, respond_json, writer_of
+from platform_edge.answers import read_body, respond_json
+from platform_edge.mlflow import Call, MlflowEdge, MlflowRouter, refuse, replay, writer_of
+from platform_edge.paths import NotCanonical, canonical_path
+from platform_edge.signin import from_header
 
 from mlflow_stack_registry.history import AliasHistory
 from mlflow_stack_registry.housekeeping import Housekeeper, MaintenanceBusy
+from mlflow_stack_registry.write_once import owner_of, version_on
 
 logger = logging.getLogger(__name__)
 
@@ -43,16 +49,27 @@ ASGIApp = Callable[[MutableMapping[str, Any], Any, Any], Awaitable[None]]
 
 RECORD_TAG = "platform.record"
 OPEN_ALIASES = frozenset({"challenger"})
-REGISTRY_PATH = re.compile(r"^/(?:api|ajax-api)/2\.0/mlflow/(?P<endpoint>[a-z-]+/[a-z-]+)$")
-# Endpoints (method, path under /mlflow/) that change what the platform's model serves.
-MODEL_ENDPOINTS = {
-    ("POST", "registered-models/rename"),
-    ("DELETE", "registered-models/delete"),
-    ("DELETE", "model-versions/delete"),
-}
-ALIAS_ENDPOINTS = {("POST", "registered-models/alias"), ("DELETE", "registered-models/alias")}
-TAG_ENDPOINTS = {("POST", "model-versions/set-tag"), ("DELETE", "model-versions/delete-tag")}
-CREATE_VERSION = ("POST", "model-versions/create")
+# MLflow's handlers (Flask's endpoint names) that change what the platform's model serves, and
+# those that write the stack's record of a version: whatever path reached them.
+MODEL_HANDLERS = frozenset(
+    {"_rename_registered_model", "_delete_registered_model", "_delete_model_version"}
+)
+ALIAS_HANDLERS = frozenset({"_set_registered_model_alias", "_delete_registered_model_alias"})
+TAG_HANDLERS = frozenset({"_set_model_version_tag", "_delete_model_version_tag"})
+CREATE_VERSION = "_create_model_version"
+# Handlers that write or delete the files of a run or logged model (artifact proxy), and that
+# delete a logged model: refused under a registered version but for the stack and admins.
+FILE_WRITES = frozenset(
+    {
+        "upload_artifact",
+        "_upload_artifact",
+        "_delete_artifact_mlflow_artifacts",
+        "_create_multipart_upload_artifact",
+        "_complete_multipart_upload_artifact",
+        "_abort_multipart_upload_artifact",
+    }
+)
+DELETE_LOGGED_MODEL = "_delete_logged_model"
 # The alias history: read by any account; a move's reason comes in this header (%-encoded).
 HISTORY_PATH = "/api/2.0/platform/alias-history"
 REASON_HEADER = b"x-platform-reason"
@@ -62,44 +79,24 @@ HOUSEKEEPING_ACTIONS = {("POST", "runs"), ("POST", "leftovers"), ("GET", "sizes"
 MAX_RUNS_PER_CALL = 500
 
 
-def request_fields(query: bytes, body: bytes) -> dict[str, Any]:
-    """A registry request's fields: its JSON body, else its query string (first values)."""
-    fields: dict[str, Any] = {k: v[0] for k, v in parse_qs(query.decode()).items()}
-    try:
-        parsed = json.loads(body) if body else {}
-    except ValueError:
-        parsed = {}
-    if isinstance(parsed, dict):
-        fields.update(parsed)
-    return fields
-
-
-def needs_stack(method: str, endpoint: str, fields: dict[str, Any], model: str) -> bool:
+def needs_stack(endpoint: str, fields: dict[str, Any], model: str) -> bool:
     """True when this request changes what the platform's model serves, or writes a record."""
-    key = (method, endpoint)
-    if key in TAG_ENDPOINTS:
+    if endpoint in TAG_HANDLERS:
         return fields.get("key") == RECORD_TAG
-    if key == CREATE_VERSION:
+    if endpoint == CREATE_VERSION:
         tags = fields.get("tags") or []
         return any(isinstance(t, dict) and t.get("key") == RECORD_TAG for t in tags)
     if fields.get("name") != model:
         return False
-    if key in ALIAS_ENDPOINTS:
+    if endpoint in ALIAS_HANDLERS:
         return fields.get("alias") not in OPEN_ALIASES
-    return key in MODEL_ENDPOINTS
+    return endpoint in MODEL_HANDLERS
 
 
 def username_of(authorization: bytes | None) -> str:
     """The user name of basic-auth credentials ('' when there are none)."""
-    scheme, _, encoded = (authorization or b"").partition(b" ")
-    try:
-        return (
-            base64.b64decode(encoded).decode().partition(":")[0]
-            if scheme.lower() == b"basic"
-            else ""
-        )
-    except ValueError:
-        return ""
+    credentials = from_header(authorization)
+    return credentials.username if credentials else ""
 
 
 def aliased_version(model: str, alias: str) -> str | None:
@@ -113,47 +110,88 @@ def aliased_version(model: str, alias: str) -> str | None:
         return None
 
 
-class StackMovesTheModel:
-    """ASGI middleware in front of MLflow's: the platform model's serving needs the stack, and
-    every alias move is recorded (``history``)."""
+class StackMovesTheModel(MlflowEdge):
+    """ASGI middleware in front of MLflow's (platform_edge.mlflow: canonical paths, MLflow's own
+    routes, JSON-only writes): the platform model's serving needs the stack, the files of
+    registered versions are written once, and every alias move is recorded (``history``)."""
 
     def __init__(
         self,
         app: ASGIApp,
+        router: MlflowRouter,
         model: str,
         stack_account: str,
         history: AliasHistory | None = None,
         housekeeper: Housekeeper | None = None,
+        registry_engine: Any = None,
     ) -> None:
-        self.app, self.model, self.stack_account = app, model, stack_account
+        super().__init__(app, router)
+        self.model, self.stack_account = model, stack_account
         self.history, self.housekeeper = history, housekeeper
+        self.registry_engine = registry_engine
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope.get("path") == HISTORY_PATH:
-            await self.answer_history(scope, send)
-            return
-        if scope["type"] == "http" and scope.get("path", "").startswith(HOUSEKEEPING_PATH):
-            await self.housekeep(scope, receive, send)
-            return
-        match = REGISTRY_PATH.match(scope.get("path", "")) if scope["type"] == "http" else None
-        if match is None or scope["method"] not in ("POST", "DELETE"):
-            await self.app(scope, receive, send)
-            return
-        body = await read_body(receive) or b""
-        fields = request_fields(scope.get("query_string", b""), body)
-        headers = dict(scope["headers"])
-        if needs_stack(scope["method"], match["endpoint"], fields, self.model):
-            status, username = await asyncio.to_thread(writer_of, headers.get(b"authorization"))
-            if status == 403 and username == self.stack_account:
-                status = 200
+        if scope["type"] == "http":
+            try:
+                path = canonical_path(scope.get("raw_path") or scope["path"].encode()).text
+            except NotCanonical:
+                path = ""  # the edge refuses it
+            if path == HISTORY_PATH:
+                scope["platform.route"] = HISTORY_PATH
+                await self.answer_history(scope, send)
+                return
+            if path.startswith(HOUSEKEEPING_PATH):
+                scope["platform.route"] = HOUSEKEEPING_PATH + "*"
+                await self.housekeep(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+    async def stack_or_admin(self, call: Call) -> int:
+        """200 for the stack's own account and admins; 401 or 403 for the rest."""
+        status, username = await asyncio.to_thread(writer_of, call.authorization)
+        return 200 if status == 403 and username == self.stack_account else status
+
+    async def decide(self, call: Call, send: Any) -> bool:
+        """The stack's rules; an alias move goes through ``move_alias`` (recorded)."""
+        endpoint = call.route.endpoint
+        if needs_stack(endpoint, call.fields, self.model):
+            status = await self.stack_or_admin(call)
             if status != 200:
                 refusal = f"only the stack's promotion and admins change what {self.model} serves"
                 await refuse(send, status, refusal)
-                return
-        if (scope["method"], match["endpoint"]) not in ALIAS_ENDPOINTS or self.history is None:
-            await self.app(scope, replay(body), send)
-            return
-        await self.move_alias(scope, body, send, fields, headers)
+                return True
+        written_once = await self.written_once(call)
+        if written_once is not None:
+            status = await self.stack_or_admin(call)
+            if status != 200:
+                await refuse(send, status, written_once)
+                return True
+        if endpoint in ALIAS_HANDLERS and self.history is not None and call.body is not None:
+            headers = dict(call.scope["headers"])
+            await self.move_alias(call.scope, call.body, send, call.fields, headers)
+            return True
+        return False
+
+    async def written_once(self, call: Call) -> str | None:
+        """Why this request may not touch the files it names (they make a registered version),
+        or None."""
+        if self.registry_engine is None:
+            return None
+        if call.route.endpoint in FILE_WRITES:
+            owner = owner_of(call.route.artifact_path or "")
+        elif call.route.endpoint == DELETE_LOGGED_MODEL:
+            owner = owner_of(f"0/models/{call.route.args.get('model_id', '')}")
+        else:
+            return None
+        if owner is None:
+            return None
+        version = await asyncio.to_thread(version_on, self.registry_engine, owner)
+        if version is None:
+            return None
+        return (
+            f"the files of {owner.kind} {owner.id} make {version}: written once, changed only by "
+            f"the stack and admins"
+        )
 
     async def move_alias(
         self,
@@ -269,24 +307,34 @@ def housekeeping_options(body: bytes) -> tuple[dt.timedelta, int, bool]:
 
 
 def create_app(app: Any = None) -> Any:
-    """MLflow's basic-auth app around the server, behind the stack's rule for its model."""
+    """MLflow's basic-auth app around the server, behind the stack's rules for its model."""
     from mlflow.server import app as server_app
     from mlflow.server import auth
+    from mlflow.server.constants import ARTIFACTS_DESTINATION_ENV_VAR
+    from mlflow_platform_metrics import RequestMetrics
 
-    served = auth.create_app(app if app is not None else server_app)
+    flask_app = app if app is not None else server_app
+    served = auth.create_app(flask_app)
     model = os.environ.get("MLFLOW_PLATFORM_MODEL") or "taxi-trip-duration"
     backend = os.environ.get("MLFLOW_BACKEND_STORE_URI")
     history = AliasHistory(backend) if backend else None
-    from mlflow.server.constants import ARTIFACTS_DESTINATION_ENV_VAR
-
     # `mlflow server` hands its --artifacts-destination to its workers in this variable.
     destination = os.environ.get(ARTIFACTS_DESTINATION_ENV_VAR, "")
     housekeeper = (
         Housekeeper(backend, destination) if backend and destination.startswith("s3://") else None
     )
-    from mlflow_platform_metrics import RequestMetrics
+    engine = None
+    if backend:
+        from mlflow.server.handlers import _get_model_registry_store
 
+        engine = getattr(_get_model_registry_store(), "engine", None)
     guarded = StackMovesTheModel(
-        served, model, os.environ["MLFLOW_STACK_ACCOUNT"], history, housekeeper
+        served,
+        MlflowRouter(served, flask_app),
+        model,
+        os.environ["MLFLOW_STACK_ACCOUNT"],
+        history,
+        housekeeper,
+        engine,
     )
     return RequestMetrics(guarded, "mlflow")

@@ -1,0 +1,31 @@
+"""Answers and bodies of the edge's ASGI apps: one JSON answer, one body reader."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+async def read_body(receive: Any, limit: int | None = None) -> bytes | None:
+    """A request's whole body, read from ASGI ``receive``; None once it passes ``limit`` bytes."""
+    body = bytearray()
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if limit is not None and len(body) > limit:
+            return None
+        if not message.get("more_body"):
+            return bytes(body)
+
+
+async def respond_json(
+    send: Any, status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    """A JSON answer, with ``headers`` besides its type and length."""
+    payload = json.dumps(body).encode()
+    length = str(len(payload)).encode()
+    fixed = [(b"content-type", b"application/json"), (b"content-length", length)]
+    await send(
+        {"type": "http.response.start", "status": status, "headers": [*fixed, *(headers or [])]}
+    )
+    await send({"type": "http.response.body", "body": payload})
