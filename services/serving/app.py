@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
+from platform_edge.mlflow import ROUTE_KEY
 from platform_edge.signin import (
     Credentials,
     SignIn,
@@ -64,6 +65,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 VERSION_HEADER, NAME_HEADER = b"x-model-version", b"x-model-name"
 OPEN_PATHS = frozenset({"/ping", "/health"})
+# MLflow's scoring app's routes and ours: every other path is answered, and counted, as "other".
+ROUTES = frozenset({"/invocations", "/ping", "/health", "/version"})
 # How long a version that failed the stack's record stays refused before it is checked again.
 REFUSAL_RECHECK_S = 60.0
 
@@ -336,6 +339,8 @@ class ChampionServer:
             return
         if scope["type"] != "http":
             return
+        if scope["path"] in ROUTES:
+            scope[ROUTE_KEY] = scope["path"]  # the metrics' label: a route, never any path
         if scope["path"] == "/health":
             await respond(send, 200, self.follower.health(), [])
             return

@@ -129,6 +129,9 @@ class TrafficLog:
                 batch_frame(answers).to_parquet(buffer, index=False)
                 self.write(key, buffer.getvalue())
                 written += len(answers)
+            except RefusedBatch as refused:
+                DROPPED.inc(len(answers))
+                logger.error("dropped %d answered records (%s): %s", len(answers), key, refused)
             except Exception as error:  # noqa: BLE001 (the bucket is down: keep them for later)
                 FAILED_WRITES.inc()
                 logger.warning(
@@ -167,6 +170,13 @@ def proxy_writer(
 
     def write(key: str, data: bytes) -> None:
         answer = session.put(root + key, data=data, timeout=timeout_s)
+        if answer.status_code in (400, 403, 409, 413):
+            # Refused for what the batch is (too old, too large): another try cannot help.
+            raise RefusedBatch(f"{answer.status_code} {answer.text[:200]}")
         answer.raise_for_status()
 
     return write
+
+
+class RefusedBatch(Exception):
+    """A batch the data proxy refuses for what it is: dropped (and counted), never retried."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -108,8 +109,9 @@ def trained_weak_once(platform_servers, s3, tmp_path_factory) -> TrainedFiles:
 @pytest.fixture
 def champion(flow_env, request) -> Callable[..., Registered]:
     """Registers a copy of the session's trained model (``weak``: the weak one) as a new version
-    of the test's model (logged in its training experiment with the training's params, updated by
-    ``params``, recorded by the stack), as champion or challenger."""
+    of the test's model (MODEL_NAME: flow_env's unless the test changed it), logged in its
+    training experiment with the training's params, updated by ``params``, recorded by the stack,
+    as champion or challenger."""
     from flows.resources.registry import crown, register_challenger, version_by_alias
 
     def register(
@@ -117,17 +119,18 @@ def champion(flow_env, request) -> Callable[..., Registered]:
     ) -> Registered:
         trained = request.getfixturevalue("trained_weak_once" if weak else "trained_once")
         client = MlflowClient()
-        mlflow.set_experiment(flow_env)
+        name = os.environ["MODEL_NAME"]
+        mlflow.set_experiment(os.environ["MLFLOW_EXPERIMENT_NAME"])
         with mlflow.start_run() as run:
             mlflow.log_artifacts(str(trained.artifacts))
             mlflow.log_artifacts(str(trained.model), "model")
             mlflow.log_params({**trained.params, **(params or {})})
             mlflow.log_metrics(trained.metrics)
         rmse = trained.metrics["rmse"]
-        version = register_challenger(client, flow_env, f"runs:/{run.info.run_id}/model", rmse)
+        version = register_challenger(client, name, f"runs:/{run.info.run_id}/model", rmse)
         if alias == CHAMPION:
-            before = version_by_alias(client, flow_env, CHAMPION)
-            crown(client, flow_env, version, before, "a copy of the session's trained model")
+            before = version_by_alias(client, name, CHAMPION)
+            crown(client, name, version, before, "a copy of the session's trained model")
         return Registered(str(version.version), run.info.run_id)
 
     return register

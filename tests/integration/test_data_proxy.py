@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
@@ -15,6 +16,7 @@ from flows.logic.months import bucket_key
 from flows.resources.store import ProxyStore, ReadOnlyStore
 from flows.resources.tlc_files import ensure_month_stored, load_trips
 from tests import servers
+from tests.conftest import PLATFORM_MODEL
 from tests.paths import TLC_DATA
 
 pytestmark = pytest.mark.integration
@@ -134,7 +136,14 @@ def test_an_admin_writes_reads_and_deletes_through_it(data_proxy, monkeypatch):
 
 
 ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts"
-SERVED = f"{ARTIFACTS}/served/year=2026/month=12/taxi-v7-20261201T181500Z-0a1b2c.parquet"
+
+
+def served_key(now: datetime, version: int = 999, model: str = PLATFORM_MODEL) -> str:
+    """A key the model server makes (services/serving/traffic.py), at ``now``."""
+    return (
+        f"served/year={now:%Y}/month={now:%m}/{model}-v{version}-{now:%Y%m%dT%H%M%SZ}-"
+        f"{secrets.token_hex(3)}.parquet"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -146,25 +155,51 @@ def serving_account(accounts) -> tuple[str, str]:
 def test_the_model_server_adds_its_answered_records_and_nothing_else(
     data_proxy, serving_account, worker_account, s3
 ):
-    url = f"{data_proxy.url}{SERVED}"
+    key = served_key(datetime.now(UTC))
+    url = f"{data_proxy.url}{ARTIFACTS}/{key}"
     added = requests.put(url, data=b"PAR1 answered records", auth=serving_account, timeout=30)
     assert added.status_code == 200, added.text
-    key = SERVED.split("/artifacts/", 1)[1]
     body = s3.client().get_object(Bucket=data_proxy.bucket, Key=key)["Body"].read()
     assert body == b"PAR1 answered records"
 
     elsewhere = [
         ("PUT", f"{data_proxy.url}{ARTIFACTS}/{bucket_key('green', '2021-01')}"),
         ("PUT", f"{data_proxy.url}{ARTIFACTS}/served/notes.txt"),
-        ("PUT", url.replace("month=12/", "month=12/../../tlc/")),
+        ("PUT", url.replace("/month=", "%2Fmonth=")),  # requests would resolve a ../ itself
         ("PUT", url + "?overwrite=1"),
         ("DELETE", url),
         ("POST", f"{data_proxy.url}/api/2.0/mlflow-artifacts/mpu/create/served/x.parquet"),
     ]  # fmt: skip
     for method, target in elsewhere:
         refused = requests.request(method, target, data=b"x", auth=serving_account, timeout=30)
-        assert refused.status_code in (403, 404), (method, target, refused.status_code)
-        assert refused.status_code != 200
+        assert refused.status_code in (400, 403, 404), (method, target, refused.status_code)
     other = requests.put(url, data=b"x", auth=worker_account, timeout=30)
     assert other.status_code == 403, "only the model server's account adds answered records"
     assert s3.client().get_object(Bucket=data_proxy.bucket, Key=key)["Body"].read() == body
+
+
+def test_answered_records_are_never_replaced_and_only_fresh_and_small(
+    data_proxy, serving_account, s3
+):
+    """served/ is append-only and bounded: an existing key, another model, a month or a time
+    far from now, an object over the size limit: each refused, and nothing written."""
+    now = datetime.now(UTC)
+    key = served_key(now)
+    url = f"{data_proxy.url}{ARTIFACTS}/{key}"
+    assert requests.put(url, data=b"first", auth=serving_account, timeout=30).status_code == 200
+    again = requests.put(url, data=b"second", auth=serving_account, timeout=30)
+    assert again.status_code == 409, again.text
+    assert s3.client().get_object(Bucket=data_proxy.bucket, Key=key)["Body"].read() == b"first"
+    for refused_key, status in [
+        (served_key(now, model="someone-elses-model"), 403),
+        (served_key(now - timedelta(days=40)), 403),
+        (served_key(now + timedelta(days=3)), 403),
+        (served_key(now).replace(f"year={now:%Y}", "year=0000"), 403),
+    ]:
+        answer = requests.put(f"{data_proxy.url}{ARTIFACTS}/{refused_key}", data=b"x",
+                              auth=serving_account, timeout=30)  # fmt: skip
+        assert answer.status_code == status, (refused_key, answer.text)
+    too_big = b"x" * (16 * 1024 * 1024 + 1)
+    large = requests.put(f"{data_proxy.url}{ARTIFACTS}/{served_key(now)}", data=too_big,
+                         auth=serving_account, timeout=60)  # fmt: skip
+    assert large.status_code == 413

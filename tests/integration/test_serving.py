@@ -19,6 +19,7 @@ import requests
 
 from flows.pipelines.train import train
 from tests import servers
+from tests.conftest import PLATFORM_MODEL
 from tests.integration.params import QUICK, WEAK
 from tests.metrics import scrape, value
 from tests.paths import REPO_ROOT, TLC_DATA
@@ -211,12 +212,16 @@ def test_what_it_answers_is_logged_and_drifted_traffic_breaches_monitoring(
     proxy, account = accounts.data_proxy, accounts.serving
     bucket = proxy.bucket  # the data bucket monitoring reads is the one the proxy writes into
     monkeypatch.setenv("DATA_BUCKET", bucket)
+    # The data proxy takes answered records of the platform's model only.
+    model = PLATFORM_MODEL
+    monkeypatch.setenv("MODEL_NAME", model)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", f"{model}-{flow_env}")
     version = champion().version
     port = servers.free_port()
     env = {
         **os.environ,
         "MLFLOW_TRACKING_URI": tracking,
-        "MODEL_NAME": flow_env,
+        "MODEL_NAME": model,
         "SERVING_POLL_SECONDS": "1",
         "PYTHONPATH": str(REPO_ROOT),
         "DATA_PROXY_URL": proxy.url,
@@ -248,7 +253,7 @@ def test_what_it_answers_is_logged_and_drifted_traffic_breaches_monitoring(
                 .paginate(Bucket=bucket, Prefix="served/")
             )
             keys = [item["Key"] for page in pages for item in page.get("Contents", [])]
-            return [key for key in keys if f"/{flow_env}-v" in key]  # this test's model's only
+            return [key for key in keys if f"/{model}-v{version}-" in key]  # this test's only
 
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

@@ -4,159 +4,221 @@ only admins write.
 The data proxy serves the data bucket through MLflow's artifact proxy. MLflow decides who may
 write under a proxied path by reading its first segment as an experiment id, so an account that
 creates experiment 7 on the tracking server (the same accounts) could write and delete under
-``7/`` in the data bucket. Here every write to the proxy (PUT, POST, DELETE, multipart uploads)
-needs an admin, whatever experiments the account has; reads stay MLflow's (any account).
+``7/`` in the data bucket. Here every write to the proxy needs an admin, whatever experiments the
+account has; reads stay MLflow's (any account). Requests are decided on MLflow's own routes and a
+canonical path (platform_edge.mlflow).
 
-One exception: the model server's account (DATA_PROXY_TRAFFIC_WRITER) may add what it answered,
-a PUT of one Parquet object under ``served/year=YYYY/month=MM/`` (services/serving/traffic.py);
-nothing else, and no other method. MLflow's own check would read ``served`` as an experiment id
-and refuse, so this app stores such an object itself, with the proxy's key.
+One exception: the model server's account (DATA_PROXY_TRAFFIC_WRITER) adds what it answered, a
+PUT of one new Parquet object at exactly a key the model server makes
+(``served/year=YYYY/month=MM/<model>-v<version>-<UTC time>-<6 hex>.parquet``: the platform's
+model, a month and a time within a day of now), never an existing key (append-only), at most
+DATA_PROXY_SERVED_MAX_BYTES an object and DATA_PROXY_SERVED_DAILY_BYTES a day; refusals are
+counted (``data_proxy_served_refusals_total``). MLflow's own check would read ``served`` as an
+experiment id and refuse, so this app stores such an object itself, with the proxy's key.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import os
 import re
+import threading
 from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-SERVED_OBJECT = re.compile(
-    r"^/api/2\.0/mlflow-artifacts/artifacts/served/year=[0-9]{4}/month=[0-9]{2}/"
-    r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}\.parquet$"
+from platform_edge.answers import read_body, respond_json
+from platform_edge.mlflow import (
+    ARTIFACT_WRITES,
+    Call,
+    MlflowEdge,
+    MlflowRouter,
+    error,
+    refuse,
+    replay,
+    writer_of,
 )
+from prometheus_client import Counter
+
+__all__ = ["AdminsWrite", "create_app", "read_body", "refuse", "replay", "respond_json"]
+
 ASGIApp = Callable[[MutableMapping[str, Any], Any, Any], Awaitable[None]]
+SERVED_KEY = re.compile(
+    r"^served/year=(?P<year>[0-9]{4})/month=(?P<month>[0-9]{2})/"
+    r"(?P<model>[A-Za-z0-9][A-Za-z0-9._-]{0,200})-v(?P<version>[1-9][0-9]{0,8})-"
+    r"(?P<stamp>[0-9]{8}T[0-9]{6}Z)-[0-9a-f]{6}\.parquet$"
+)
+SERVED_REFUSALS = Counter(
+    "data_proxy_served_refusals_total",
+    "Answered-records objects the data proxy refused, by reason",
+    ["reason"],
+)
+DAY = timedelta(days=1)
 
 
-def writer_of(authorization: bytes | None) -> tuple[int, str]:
-    """200 when the basic-auth credentials are an admin's, 401 when wrong, 403 otherwise; and
-    the account's name."""
-    from mlflow.server.auth import store
+@dataclass
+class ServedRules:
+    """What the model server's account may add: its model, the limits of one object and a day."""
 
-    scheme, _, encoded = (authorization or b"").partition(b" ")
-    try:
-        username, _, password = base64.b64decode(encoded).decode().partition(":")
-    except ValueError:
-        return 401, ""
-    if scheme.lower() != b"basic" or not store.authenticate_user(username, password):
-        return 401, username
-    return (200 if store.get_user(username).is_admin else 403), username
+    writer: str
+    model: str
+    max_object_bytes: int = 16 * 1024 * 1024
+    daily_bytes: int = 1024 * 1024 * 1024
 
-
-class AdminsWrite:
-    """ASGI middleware in front of MLflow's: writes to the artifact proxy need an admin."""
-
-    def __init__(self, app: ASGIApp, traffic_writer: str = "") -> None:
-        self.app, self.traffic_writer = app, traffic_writer
-
-    async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
-        from mlflow.server.auth import _is_proxy_artifact_path
-
-        is_write = scope["type"] == "http" and scope["method"] not in READ_METHODS
-        if is_write and _is_proxy_artifact_path(scope["path"]):
-            status, username = await asyncio.to_thread(
-                writer_of, dict(scope["headers"]).get(b"authorization")
+    def key_problem(self, key: str, now: datetime) -> tuple[str, str] | None:
+        """(reason, message) when ``key`` is not one the model server makes now, or None."""
+        found = SERVED_KEY.match(key)
+        if found is None:
+            return (
+                "key",
+                "answered records go to served/year=YYYY/month=MM/<model>-v<n>-<time>-<id>.parquet",
             )
-            if status == 403 and self.adds_served_traffic(scope, username):
-                await store_served(scope, receive, send)
-                return
-            if status != 200:
-                await refuse(send, status, "only admins write to the data proxy")
-                return
-        await self.app(scope, receive, send)
-
-    def adds_served_traffic(self, scope: MutableMapping[str, Any], username: str) -> bool:
-        """True for the model server's PUT of one batch of answered records."""
-        return bool(
-            self.traffic_writer
-            and username == self.traffic_writer
-            and scope["method"] == "PUT"
-            and not scope.get("query_string")
-            and SERVED_OBJECT.match(scope["path"])
-            and ".." not in scope["path"]
-        )
+        if found["model"] != self.model:
+            return "model", f"answered records are of {self.model}"
+        try:
+            stamp = datetime.strptime(found["stamp"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        except ValueError:
+            return "time", "the object's time is not a time"
+        months = {f"{day:%Y-%m}" for day in (now - DAY, now, now + DAY)}
+        if abs(stamp - now) > DAY or f"{found['year']}-{found['month']}" not in months:
+            return "time", "answered records are written within a day of their month and time"
+        return None
 
 
-async def refuse(send: Any, status: int, refusal: str) -> None:
-    """MLflow's shape of a refusal: ``refusal`` when signed in (403), else a prompt to sign in."""
-    message = refusal if status == 403 else "sign in"
-    code = "PERMISSION_DENIED" if status == 403 else "UNAUTHENTICATED"
-    body = json.dumps({"error_code": code, "message": message}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    if status == 401:
-        headers.append((b"www-authenticate", b'Basic realm="mlflow"'))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+class DailyBytes:
+    """Bytes of answered records stored today, counted from the bucket when the day starts."""
+
+    def __init__(self) -> None:
+        self.day, self.bytes, self.lock = "", 0, threading.Lock()
+
+    def add(self, size: int, limit: int, bucket: str, root: str, now: datetime) -> bool:
+        """Count ``size`` more bytes today unless that passes ``limit``; False when it would."""
+        with self.lock:
+            today = f"{now:%Y%m%d}"
+            if today != self.day:
+                self.day, self.bytes = today, stored_today(bucket, root, now)
+            if self.bytes + size > limit:
+                return False
+            self.bytes += size
+            return True
 
 
-def replay(body: bytes) -> Any:
-    """An ASGI ``receive`` that hands the app a body already read."""
-    sent = False
-
-    async def receive() -> MutableMapping[str, Any]:
-        nonlocal sent
-        if sent:
-            return {"type": "http.disconnect"}
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return receive
+def stored_today(bucket: str, root: str, now: datetime) -> int:
+    """Bytes of answered records written today, as the bucket holds them."""
+    client = s3_client()
+    prefix = f"{root}served/year={now:%Y}/month={now:%m}/"
+    total = 0
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            if f"-{now:%Y%m%d}T" in item["Key"]:
+                total += int(item["Size"])
+    return total
 
 
-MAX_SERVED_BYTES = 64 * 1024 * 1024
-ARTIFACT_API = "/api/2.0/mlflow-artifacts/artifacts/"
+class AdminsWrite(MlflowEdge):
+    """ASGI middleware in front of MLflow's: writes to the data proxy need an admin, but the
+    model server's additions of what it answered."""
+
+    def __init__(
+        self, app: ASGIApp, router: MlflowRouter, served: ServedRules | None = None
+    ) -> None:
+        super().__init__(app, router)
+        self.served = served
+        self.today = DailyBytes()
+
+    async def decide(self, call: Call, send: Any) -> bool:
+        """Reads pass (MLflow's rule); a write needs an admin or is a served addition."""
+        if call.method in ("GET", "HEAD", "OPTIONS"):
+            return False
+        status, username = await asyncio.to_thread(writer_of, call.authorization)
+        if status == 200:
+            return False
+        if (
+            status == 403
+            and self.served is not None
+            and username == self.served.writer
+            and call.route.endpoint in ARTIFACT_WRITES
+        ):
+            await self.add_served(call, send)
+            return True
+        await refuse(send, status, "only admins write to the data proxy")
+        return True
+
+    async def add_served(self, call: Call, send: Any) -> None:
+        """Store one batch of answered records at its key, if it is a new key of the model
+        server's own, within the limits; else refuse, saying why."""
+        assert self.served is not None
+        rules = self.served
+        key = call.route.artifact_path or ""
+        if call.method != "PUT" or call.route.endpoint != "upload_artifact":
+            await self.refuse_served(send, 403, "method", "the model server only adds objects")
+            return
+        problem = rules.key_problem(key, datetime.now(UTC))
+        if problem is not None:
+            await self.refuse_served(send, 403, *problem)
+            return
+        body = await read_body(call.receive, rules.max_object_bytes)
+        if body is None:
+            limit = f"an object of answered records is at most {rules.max_object_bytes} bytes"
+            await self.refuse_served(send, 413, "size", limit)
+            return
+        bucket, root = destination()
+        if await asyncio.to_thread(exists, bucket, root + key):
+            await self.refuse_served(send, 409, "exists", "answered records are never replaced")
+            return
+        if not self.today.add(len(body), rules.daily_bytes, bucket, root, datetime.now(UTC)):
+            limit = f"answered records are at most {rules.daily_bytes} bytes a day"
+            await self.refuse_served(send, 429, "quota", limit)
+            return
+        await asyncio.to_thread(put_object, bucket, root + key, body)
+        await respond_json(send, 200, {})
+
+    @staticmethod
+    async def refuse_served(send: Any, status: int, reason: str, message: str) -> None:
+        """A refused addition, counted by reason."""
+        SERVED_REFUSALS.labels(reason).inc()
+        code = {409: "RESOURCE_ALREADY_EXISTS", 413: "REQUEST_TOO_LARGE", 429: "RESOURCE_EXHAUSTED"}
+        await respond_json(send, status, error(code.get(status, "PERMISSION_DENIED"), message))
 
 
-async def store_served(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
-    """Store one batch of answered records at its key in the data bucket (at most 64 MiB)."""
+def destination() -> tuple[str, str]:
+    """The proxied bucket and the key prefix under it (`mlflow server --artifacts-destination`)."""
     from mlflow.server.constants import ARTIFACTS_DESTINATION_ENV_VAR
 
-    body = await read_body(receive, MAX_SERVED_BYTES)
-    if body is None:
-        await respond_json(send, 413, {"error_code": "REQUEST_TOO_LARGE", "message": "64 MiB"})
-        return
-    destination = os.environ[ARTIFACTS_DESTINATION_ENV_VAR].removeprefix("s3://").rstrip("/")
-    bucket, _, root = destination.partition("/")
-    key = (f"{root}/" if root else "") + scope["path"].removeprefix(ARTIFACT_API)
-    await asyncio.to_thread(put_object, bucket, key, body)
-    await respond_json(send, 200, {})
+    where = os.environ[ARTIFACTS_DESTINATION_ENV_VAR].removeprefix("s3://").rstrip("/")
+    bucket, _, root = where.partition("/")
+    return bucket, (f"{root}/" if root else "")
 
 
-def put_object(bucket: str, key: str, data: bytes) -> None:
-    """One object into the bucket, with the proxy's own S3 key."""
+def s3_client() -> Any:
+    """A client of the proxied bucket's S3 server, with the proxy's own key."""
     import boto3
     from botocore.config import Config
 
-    client = boto3.client(
+    return boto3.client(
         "s3",
         endpoint_url=os.environ.get("MLFLOW_S3_ENDPOINT_URL") or None,
         config=Config(signature_version="s3v4", retries={"max_attempts": 3, "mode": "standard"}),
     )
-    client.put_object(Bucket=bucket, Key=key, Body=data)
 
 
-async def read_body(receive: Any, limit: int | None = None) -> bytes | None:
-    """A request's whole body, read from ASGI ``receive``; None once it passes ``limit`` bytes."""
-    body = bytearray()
-    while True:
-        message = await receive()
-        body += message.get("body", b"")
-        if limit is not None and len(body) > limit:
-            return None
-        if not message.get("more_body"):
-            return bytes(body)
+def exists(bucket: str, key: str) -> bool:
+    """Whether the bucket holds ``key``."""
+    from botocore.exceptions import ClientError
+
+    try:
+        s3_client().head_object(Bucket=bucket, Key=key)
+    except ClientError as problem:
+        if problem.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return False
+        raise
+    return True
 
 
-async def respond_json(send: Any, status: int, body: dict[str, Any]) -> None:
-    """A JSON answer."""
-    payload = json.dumps(body).encode()
-    length = str(len(payload)).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", length)]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": payload})
+def put_object(bucket: str, key: str, data: bytes) -> None:
+    """One object into the bucket, with the proxy's own S3 key."""
+    s3_client().put_object(Bucket=bucket, Key=key, Body=data)
 
 
 def create_app(app: Any = None) -> Any:
@@ -165,6 +227,16 @@ def create_app(app: Any = None) -> Any:
     from mlflow.server import auth
     from mlflow_platform_metrics import RequestMetrics
 
-    served = auth.create_app(app if app is not None else server_app)
+    flask_app = app if app is not None else server_app
+    served_app = auth.create_app(flask_app)
     writer = os.environ.get("DATA_PROXY_TRAFFIC_WRITER", "")
-    return RequestMetrics(AdminsWrite(served, writer), "data-proxy")
+    served = None
+    if writer:
+        served = ServedRules(
+            writer,
+            os.environ.get("MLFLOW_PLATFORM_MODEL") or "taxi-trip-duration",
+            int(os.environ.get("DATA_PROXY_SERVED_MAX_BYTES") or 16 * 1024 * 1024),
+            int(os.environ.get("DATA_PROXY_SERVED_DAILY_BYTES") or 1024 * 1024 * 1024),
+        )
+    guarded = AdminsWrite(served_app, MlflowRouter(served_app, flask_app), served)
+    return RequestMetrics(guarded, "data-proxy")
