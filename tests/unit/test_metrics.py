@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from mlflow_platform_metrics import endpoint_of
+from platform_edge.mlflow import ROUTE_KEY, MlflowRouter, NoRoute
 from prometheus_client import CollectorRegistry, generate_latest
 
 from services.exporter.collector import PlatformCollector, Sources, gauge
@@ -11,26 +12,52 @@ from services.exporter.collector import PlatformCollector, Sources, gauge
 RUN = "0123456789abcdef0123456789abcdef"
 
 
+@pytest.fixture(scope="module")
+def router() -> MlflowRouter:
+    """MLflow's routes, as its server dispatches them."""
+    from mlflow.server import app
+    from mlflow.server.fastapi_app import create_fastapi_app
+
+    return MlflowRouter(create_fastapi_app(app), app)
+
+
 @pytest.mark.parametrize(
-    ("path", "endpoint"),
+    ("method", "path", "template"),
     [
-        ("/api/2.0/mlflow/runs/create", "/api/2.0/mlflow/runs/create"),
-        ("/ajax-api/2.0/mlflow/users/create", "/ajax-api/2.0/mlflow/users/create"),
-        ("/api/3.0/mlflow/logged-models/m-" + "a" * 32, "/api/3.0/mlflow/logged-models/:id"),
-        (f"/api/2.0/mlflow-artifacts/artifacts/1/{RUN}/artifacts/model/MLmodel",
-         "/api/2.0/mlflow-artifacts/artifacts/*"),
-        ("/api/2.0/mlflow-artifacts/mpu/create/1/x", "/api/2.0/mlflow-artifacts/mpu/*"),
-        ("/static-files/static/js/main.123.js", "/static-files/*"),
-        ("/health", "/health"),
-        ("/invocations", "/invocations"),
-        ("/api/2.0/platform/housekeeping/runs", "/api/2.0/platform/housekeeping/runs"),
-        ("/wp-login.php", "other"),
-        ("/api/2.0/mlflow/" + "x/" * 40 + "y", "other"),
-        ("/" + "a" * 5000, "other"),
+        ("POST", "/api/2.0/mlflow/runs/create", "/api/2.0/mlflow/runs/create"),
+        ("GET", "/api/2.0/mlflow/experiments/search", "/api/2.0/mlflow/experiments/search"),
+        ("GET", "/api/2.0/mlflow/logged-models/m-" + "a" * 32,
+         "/api/2.0/mlflow/logged-models/<model_id>"),
+        ("PUT", f"/api/2.0/mlflow-artifacts/artifacts/1/{RUN}/artifacts/model/MLmodel",
+         "/api/2.0/mlflow-artifacts/artifacts/{artifact_path}"),
+        ("DELETE", f"/api/2.0/mlflow-artifacts/artifacts/1/{RUN}/artifacts/x",
+         "/api/2.0/mlflow-artifacts/artifacts/<path:artifact_path>"),
+        ("POST", "/api/2.0/mlflow/registered-models/alias",
+         "/api/2.0/mlflow/registered-models/alias"),
+        ("GET", "/health", "/health"),
     ],
 )  # fmt: skip
-def test_endpoints_are_labelled_by_route(path, endpoint):
-    assert endpoint_of(path) == endpoint
+def test_requests_find_mlflows_own_route_and_are_labelled_by_it(router, method, path, template):
+    """The label of a request is the template of the route MLflow's router sends it to."""
+    route = router.match(method, path)
+    assert route.template == template
+    assert endpoint_of({ROUTE_KEY: route.template}) == template
+
+
+@pytest.mark.parametrize(
+    "path", ["/wp-login.php", "/api/2.0/mlflow/" + "x/" * 40 + "y", "/api/2.0/mlflow/nope"]
+)
+def test_a_path_mlflow_has_no_route_for_is_counted_as_other(router, path):
+    with pytest.raises(NoRoute):
+        router.match("GET", path)
+    assert endpoint_of({"path": path}) == "other"
+
+
+def test_the_alias_route_is_found_by_its_handler_whatever_the_api_prefix(router):
+    """The stack's rule on aliases is keyed by MLflow's handler, so /ajax-api reaches it too."""
+    for prefix in ("/api", "/ajax-api"):
+        route = router.match("POST", f"{prefix}/2.0/mlflow/registered-models/alias")
+        assert route.endpoint == "_set_registered_model_alias"
 
 
 def test_a_source_that_fails_reports_down_and_the_others_still_answer():

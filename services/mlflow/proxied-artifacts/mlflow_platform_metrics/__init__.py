@@ -6,13 +6,14 @@ their metrics go through prometheus-client's multiprocess mode (PROMETHEUS_MULTI
 file per process) and ``python -m mlflow_platform_metrics --port N`` serves the sum of them on a
 port of its own that compose does not publish, so the metrics stay on the stack's network and
 the services' own ports keep MLflow's routes only. The model server (one process) serves its
-registry the same way (services/serving). Endpoints are labelled by route, ids and artifact paths
-replaced, so the number of series stays bounded whatever clients ask for.
+registry the same way (services/serving). Endpoints are labelled by the route template the
+service's edge matched (platform_edge.mlflow leaves it in the scope: MLflow's own routes), and
+``other`` for anything else, so the number of series stays bounded whatever paths clients ask
+for.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -41,27 +42,15 @@ IN_FLIGHT = Gauge(
     multiprocess_mode="livesum",
 )
 
-API_PATH = re.compile(r"^/(?:api|ajax-api)/[0-9.]+/(?:[a-z0-9_-]+/){0,3}[a-z0-9_-]+$")
-ID_SEGMENT = re.compile(r"^(?:[0-9]+|[0-9a-f]{16,}|m-[0-9a-f]{32}|[0-9a-f-]{36})$")
-ARTIFACTS = re.compile(r"^/(?:api|ajax-api)/[0-9.]+/mlflow-artifacts/(?:artifacts|mpu)(?:/|$)")
-FIXED_PATHS = frozenset(
-    {"/", "/health", "/ping", "/version", "/invocations", "/metrics", "/get-artifact"}
-)
-PREFIXES = ("/static-files/", "/model-versions/get-artifact", "/graphql")
+OTHER = "other"
 
 
-def endpoint_of(path: str) -> str:
-    """A bounded label for a request path: the route, ids as ``:id``, artifact paths as ``*``."""
-    if ARTIFACTS.match(path):
-        return "/".join(path.split("/")[:5]) + "/*"
-    if API_PATH.match(path):
-        return "/".join(":id" if ID_SEGMENT.match(part) else part for part in path.split("/"))
-    if path in FIXED_PATHS:
-        return path
-    for prefix in PREFIXES:
-        if path.startswith(prefix):
-            return prefix.rstrip("/") + ("/*" if prefix.endswith("/") else "")
-    return "other"
+def endpoint_of(scope: MutableMapping[str, Any]) -> str:
+    """A bounded label for a request: the route template its service matched, else ``other``."""
+    from platform_edge.mlflow import ROUTE_KEY
+
+    route = scope.get(ROUTE_KEY)
+    return str(route) if route else OTHER
 
 
 class RequestMetrics:
@@ -74,8 +63,7 @@ class RequestMetrics:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        endpoint, status = endpoint_of(scope.get("path", "")), 500
-        started = time.perf_counter()
+        status, started = 500, time.perf_counter()
 
         async def counted(message: MutableMapping[str, Any]) -> None:
             nonlocal status
@@ -89,6 +77,7 @@ class RequestMetrics:
             await self.app(scope, receive, counted)
         finally:
             in_flight.dec()
+            endpoint = endpoint_of(scope)  # set by the service while it answered
             method = scope.get("method", "GET")
             REQUESTS.labels(self.service, endpoint, method, str(status)).inc()
             LATENCY.labels(self.service, endpoint).observe(time.perf_counter() - started)
