@@ -143,10 +143,9 @@ class Gateway:
         credentials = from_header(request.headers.get("authorization"))
         signed_in = await self.accounts.sign_in(credentials, self.address(request.scope))
         if isinstance(signed_in, int):
-            headers = {"www-authenticate": 'Basic realm="prefect"'} if signed_in == 401 else {}
-            answer = refused(signed_in, SIGN_IN.get(signed_in, "sign in"))
-            answer.headers.update(headers)
-            return answer
+            # No WWW-Authenticate challenge, as Prefect's own server answers: a browser would
+            # answer it with its native prompt for every call of the UI, which asks by itself.
+            return refused(signed_in, SIGN_IN.get(signed_in, "sign in"))
         return signed_in
 
     # --- HTTP ----------------------------------------------------------------------------------

@@ -89,7 +89,8 @@ def test_a_teammate_signs_in_to_the_prefect_ui_and_sees_the_flow_runs(stack, eri
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:
             page = browser.new_page()
-            page.goto(f"{ui}/runs", wait_until="networkidle")
+            # The UI's own prompt: a challenge for the browser's native one would hold every call.
+            page.goto(f"{ui}/runs", wait_until="domcontentloaded")
             password = page.locator("input[type='password']")
             password.wait_for(timeout=30_000)  # the UI's own sign-in prompt
             password.fill(":".join(erin))
