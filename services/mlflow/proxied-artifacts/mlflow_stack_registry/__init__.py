@@ -34,20 +34,22 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
+import platform_names as names
 from platform_edge.answers import read_body, respond_json
 from platform_edge.mlflow import Call, MlflowEdge, MlflowRouter, refuse, replay, writer_of
 from platform_edge.paths import NotCanonical, canonical_path
 from platform_edge.signin import from_header
+from platform_names import ALIAS_HISTORY_PATH, HOUSEKEEPING_API_PATH, RECORD_TAG
 
 from mlflow_stack_registry.history import AliasHistory
 from mlflow_stack_registry.housekeeping import Housekeeper, MaintenanceBusy
+from mlflow_stack_registry.ui import UI_PAGE, injecting
 from mlflow_stack_registry.write_once import owner_of, version_on
 
 logger = logging.getLogger(__name__)
 
 ASGIApp = Callable[[MutableMapping[str, Any], Any, Any], Awaitable[None]]
 
-RECORD_TAG = "platform.record"
 OPEN_ALIASES = frozenset({"challenger"})
 # MLflow's handlers (Flask's endpoint names) that change what the platform's model serves, and
 # those that write the stack's record of a version: whatever path reached them.
@@ -71,10 +73,10 @@ FILE_WRITES = frozenset(
 )
 DELETE_LOGGED_MODEL = "_delete_logged_model"
 # The alias history: read by any account; a move's reason comes in this header (%-encoded).
-HISTORY_PATH = "/api/2.0/platform/alias-history"
-REASON_HEADER = b"x-platform-reason"
+HISTORY_PATH = ALIAS_HISTORY_PATH
+REASON_HEADER = names.REASON_HEADER.encode()
 MANUAL = "manual change (MLflow UI or client)"
-HOUSEKEEPING_PATH = "/api/2.0/platform/housekeeping/"
+HOUSEKEEPING_PATH = HOUSEKEEPING_API_PATH + "/"
 HOUSEKEEPING_ACTIONS = {("POST", "runs"), ("POST", "leftovers"), ("GET", "sizes")}
 MAX_RUNS_PER_CALL = 500
 
@@ -144,6 +146,8 @@ class StackMovesTheModel(MlflowEdge):
                 scope["platform.route"] = HOUSEKEEPING_PATH + "*"
                 await self.housekeep(scope, receive, send)
                 return
+            if path == UI_PAGE and scope["method"] == "GET":
+                send = injecting(send)
         await super().__call__(scope, receive, send)
 
     async def stack_or_admin(self, call: Call) -> int:
