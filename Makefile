@@ -290,16 +290,20 @@ worker-down: docker-check ## Stop this host's worker: WORKER_ENV=worker-<name>.e
 
 ##@ Operate
 
+# The machine's own Python for the host-side helpers (standard library only), with the names
+# every package shares (platform_names, a module of the standard library only) on its path.
+HOST_PYTHON := PYTHONPATH=services/mlflow/proxied-artifacts python3
+
 .PHONY: backup
 backup: compose-only docker-check ## Archive the databases and buckets of the running stack into BACKUP_DIR (backups/)
 	$(call checked,BACKUP_DIR,$(PATTERN_PATH))
-	@python3 -m infra.backup.archive backup --env-file "$$ENV_FILE" --dir "$$BACKUP_DIR"
+	@$(HOST_PYTHON) -m infra.backup.archive backup --env-file "$$ENV_FILE" --dir "$$BACKUP_DIR"
 
 .PHONY: restore
 restore: compose-only docker-check ## Replace the stack's databases and buckets with an archive: FILE=backups/....tar
 	$(call require,FILE,make restore FILE=backups/<project>-<time>.tar)
 	$(call checked,FILE,$(PATTERN_PATH))
-	@python3 -m infra.backup.archive restore --env-file "$$ENV_FILE" "$$FILE"
+	@$(HOST_PYTHON) -m infra.backup.archive restore --env-file "$$ENV_FILE" "$$FILE"
 
 .PHONY: upgrade
 # The settings this release adds go into .env first (`env`: nothing existing changes), so the new
@@ -353,8 +357,12 @@ MLFLOW_APPS := $(wildcard services/mlflow/proxied-artifacts/*/*.py services/mlfl
 	@touch $@
 
 .PHONY: test
-test: .venv/.synced ## Run the test suite (no Docker needed: it starts real servers itself)
-	$(UV) run --frozen pytest -m "not e2e" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+test: .venv/.synced ## Run the test suite: code, security and the services on real servers (no Docker)
+	$(UV) run --frozen pytest -m "not e2e and not flows" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+
+.PHONY: test-flows
+test-flows: .venv/.synced ## The flows' whole lifecycle on real servers, on the real months (no Docker)
+	$(UV) run --frozen pytest -m "flows" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 .PHONY: e2e
 e2e: docker-check .venv/.synced ## Bring up a throwaway compose stack, test it end to end (faults last), remove it

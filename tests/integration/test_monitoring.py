@@ -18,7 +18,7 @@ from tests.corpus import slower_traffic
 from tests.integration.params import QUICK, WEAK
 from tests.paths import TLC_DATA
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.flows]
 
 JAN, FEB = (str(TLC_DATA / f"green_tripdata_2021-0{m}.parquet") for m in (1, 2))
 

@@ -29,7 +29,7 @@ from flows.steps.scoring import load_trusted, predict
 from tests.integration.params import QUICK
 from tests.paths import TLC_DATA
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.flows]
 
 MONTHS = ("2021-01", "2021-02", "2023-01", "2023-02", "2023-03")
 

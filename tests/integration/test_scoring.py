@@ -14,7 +14,7 @@ from flows.errors import MissingModel
 from flows.pipelines.score import score
 from tests.paths import TLC_DATA
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.flows]
 
 JAN, FEB = (str(TLC_DATA / f"green_tripdata_2021-0{m}.parquet") for m in (1, 2))
 FEB_PREFIX = "predictions/color=green/year=2021/month=02/"

@@ -13,16 +13,16 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
+from platform_names import CHALLENGER
 from prefect.client.orchestration import get_client
 
 from flows.errors import InvalidParameters, NotPromotable, TripDataError
-from flows.names import CHALLENGER
 from flows.pipelines.promote import promote
 from flows.pipelines.train import train
 from tests.integration.params import QUICK, WEAK
 from tests.paths import TLC_DATA
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.flows]
 
 JAN, FEB = (str(TLC_DATA / f"green_tripdata_2021-0{m}.parquet") for m in (1, 2))
 

@@ -10,7 +10,7 @@ from flows.pipelines.tune import tune
 from flows.pipelines.tune_trial import tuning_split
 from tests.paths import TLC_DATA
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.flows]
 
 JAN, FEB = (str(TLC_DATA / f"green_tripdata_2021-0{m}.parquet") for m in (1, 2))
 
