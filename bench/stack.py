@@ -36,6 +36,8 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from platform_names import TRAIN_DEPLOYMENT
+
 from infra.make_env import read_env
 from tests.paths import REPO_ROOT, TLC_DATA
 
@@ -142,7 +144,9 @@ class TrainParts:
 
 def flow_run_id(output: str) -> UUID:
     """The flow run `make train` started, from its first line."""
-    found = re.search(r"flow run \S+ \(([0-9a-f-]{36})\) of train/train", output)
+    found = re.search(
+        rf"flow run \S+ \(([0-9a-f-]{{36}})\) of {re.escape(TRAIN_DEPLOYMENT)}", output
+    )
     if not found:
         raise RuntimeError(f"no flow run id in the output of make train:\n{output}")
     return UUID(found.group(1))
@@ -242,7 +246,9 @@ def burst(runs: int, container: str) -> Burst:
 
     parameters = {**TRAIN_PARAMETERS, "promote": False}
     started = time.perf_counter()
-    ids = [run_deployment("train/train", parameters=parameters, timeout=0).id for _ in range(runs)]
+    ids = [
+        run_deployment(TRAIN_DEPLOYMENT, parameters=parameters, timeout=0).id for _ in range(runs)
+    ]
     most_running, peak_memory = 0, 0.0
     memory_samples: list[float] = []
     stop = threading.Event()
@@ -277,7 +283,7 @@ def one_after_another(runs: int) -> float:
     parameters = {**TRAIN_PARAMETERS, "promote": False}
     started = time.perf_counter()
     for _ in range(runs):
-        ended = run_deployment("train/train", parameters=parameters, timeout=1800)
+        ended = run_deployment(TRAIN_DEPLOYMENT, parameters=parameters, timeout=1800)
         assert ended.state and ended.state.is_completed(), ended.state  # type: ignore[union-attr]
     return time.perf_counter() - started
 

@@ -11,10 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from platform_names import CHAMPION, MONITORING_EXPERIMENT_SUFFIX, SCORING_EXPERIMENT_SUFFIX
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
-
-from flows.names import CHAMPION, MONITORING_EXPERIMENT_SUFFIX, SCORING_EXPERIMENT_SUFFIX
 
 if TYPE_CHECKING:  # at run time imported where used: every process imports settings
     from flows.logic.gate import Budgets

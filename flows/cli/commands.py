@@ -12,6 +12,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from platform_names import (
+    HOUSEKEEPING_DEPLOYMENT,
+    MONITOR_DEPLOYMENT,
+    SCORE_DEPLOYMENT,
+    TRAIN_DEPLOYMENT,
+    TUNE_DEPLOYMENT,
+)
+
 from flows.cli.follow import run_and_report, state_name
 from flows.cli.grammar import parser
 from flows.cli.here import train_here
@@ -23,13 +31,6 @@ from flows.cli.summaries import (
     tuning_summary,
 )
 from flows.errors import InvalidParameters, TripDataError
-from flows.names import (
-    HOUSEKEEPING_DEPLOYMENT,
-    MONITOR_DEPLOYMENT,
-    SCORE_DEPLOYMENT,
-    TRAIN_DEPLOYMENT,
-    TUNE_DEPLOYMENT,
-)
 from flows.settings import Settings
 
 if TYPE_CHECKING:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from platform_names import CHAMPION
+
 from flows.logic.months import COLORS
-from flows.names import CHAMPION
 
 DEFAULT_TIMEOUT_S = 1800
 USAGE = """The platform's command line: what `make train`, `make upload-data` and friends run.

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from flows.cli.follow import finished_run
-from flows.names import (
+from platform_names import (
     ALIAS_TAG,
     BREACHED_TAG,
     CHAMPION,
@@ -18,6 +17,8 @@ from flows.names import (
     REASON_TAG,
     TUNING_RUN_TAG,
 )
+
+from flows.cli.follow import finished_run
 from flows.settings import Settings
 
 if TYPE_CHECKING:

@@ -8,9 +8,9 @@ from urllib.parse import urlparse
 
 import numpy as np
 import pandas as pd
+from platform_names import PREDICTIONS_PREFIX
 
 from flows.logic.months import FILE_NAME
-from flows.names import PREDICTIONS_PREFIX
 
 PREFIX = PREDICTIONS_PREFIX
 

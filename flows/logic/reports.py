@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from platform_names import CHALLENGER
+
 from flows.logic.gate import CHAMPION_REFUSED, LATENCY, RMSE, SIZE
 from flows.logic.monitoring import DRIFT_SHARE, RMSE_INCREASE
-from flows.names import CHALLENGER
 
 if TYPE_CHECKING:
     from flows.logic.monitoring import Thresholds

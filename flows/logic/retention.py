@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import PurePosixPath
 
-from flows.names import PREDICTIONS_PREFIX, SERVED_PREFIX
+from platform_names import PREDICTIONS_PREFIX, SERVED_PREFIX
 
 # flows/logic/predictions.py prediction_key: ``<model>-v<version>.parquet``.
 PREDICTION_FILE = re.compile(r"^(?P<model>.+)-v(?P<version>[0-9]+)\.parquet$")

@@ -17,6 +17,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from platform_names import HOUSEKEEPING_API_PATH
 from prefect import flow, get_run_logger, task
 
 from flows.logic.retention import (
@@ -30,7 +31,6 @@ from flows.pipelines import FLOW_TIMEOUT_S
 from flows.steps.retry import IO_RETRIES
 
 SWEEP_BATCH = 100
-HOUSEKEEPING_API = "/api/2.0/platform/housekeeping"
 
 
 def tracking_call(method: str, action: str, body: dict[str, Any] | None = None) -> Any:
@@ -41,7 +41,7 @@ def tracking_call(method: str, action: str, body: dict[str, Any] | None = None) 
 
     response = http_request_safe(  # type: ignore[no-untyped-call]
         get_default_host_creds(mlflow.get_tracking_uri()),  # type: ignore[no-untyped-call]
-        f"{HOUSEKEEPING_API}/{action}",
+        f"{HOUSEKEEPING_API_PATH}/{action}",
         method,
         json=body,
         timeout=600,
@@ -136,8 +136,9 @@ def aliased_versions(model_names: set[str]) -> dict[str, set[str]]:
 @task(**IO_RETRIES)
 def prune_predictions(retention_days: float, dry_run: bool) -> dict[str, Any]:
     """Delete predictions older than ``retention_days`` by versions that hold no alias."""
+    from platform_names import PREDICTIONS_PREFIX
+
     from flows.logic.retention import predicted_by
-    from flows.names import PREDICTIONS_PREFIX
     from flows.resources.store import BucketStore, FolderStore, data_store
     from flows.settings import Settings
 
@@ -158,8 +159,9 @@ def prune_predictions(retention_days: float, dry_run: bool) -> dict[str, Any]:
 @task(**IO_RETRIES)
 def prune_served(retention_days: float, dry_run: bool) -> dict[str, Any]:
     """Delete what the model server answered longer than ``retention_days`` ago (served/)."""
+    from platform_names import SERVED_PREFIX
+
     from flows.logic.retention import expired_served
-    from flows.names import SERVED_PREFIX
     from flows.resources.store import BucketStore, FolderStore, data_store
     from flows.settings import Settings
 

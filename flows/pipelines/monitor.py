@@ -3,7 +3,7 @@
 `monitor` runs after each scoring of a month (and by hand: `make monitor MONTH=...`). It logs an
 MLflow run per month and version (metrics with the month as step, Evidently's HTML report, drift
 share and drifted columns) and a Prefect report, and on a breach emits the breach event
-(flows/names.py): the `retrain` deployment's trigger (prefect.yaml) starts `retrain`, and the
+(platform_names): the `retrain` deployment's trigger (prefect.yaml) starts `retrain`, and the
 notification automation tells the webhook why. A month and version ask for it once.
 """
 
@@ -12,14 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, cast
 
-from prefect import State, flow, get_run_logger, task
-from prefect.cache_policies import NO_CACHE
-from prefect.states import Failed
-
-from flows.errors import InvalidParameters, MissingModel, UntrustedVersion
-from flows.logic.params import platform_model
-from flows.logic.results import MonitorResult
-from flows.names import (
+from platform_names import (
     BREACH_EVENT,
     BREACH_TAG_PREFIX,
     BREACHED_TAG,
@@ -38,6 +31,13 @@ from flows.names import (
     SOURCE_TAG,
     VERSION_LABEL,
 )
+from prefect import State, flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.states import Failed
+
+from flows.errors import InvalidParameters, MissingModel, UntrustedVersion
+from flows.logic.params import platform_model
+from flows.logic.results import MonitorResult
 from flows.pipelines import FLOW_TIMEOUT_S
 from flows.settings import Settings
 from flows.steps.ingest import data_path, load, locate_month

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from platform_names import CHAMPION
 from prefect import flow, get_run_logger, task
 
 from flows.errors import NothingPublished
 from flows.logic.months import bucket_key, months_before, official_url
 from flows.logic.results import TrainResult
-from flows.names import CHAMPION
 from flows.pipelines import FLOW_TIMEOUT_S
 from flows.pipelines.score import score
 from flows.pipelines.train import train
@@ -54,8 +54,8 @@ def has_champion(model_name: str) -> bool:
 def served_by_champion(model_name: str, month: str) -> bool:
     """Whether the model server answered with the champion in ``month`` (served/ has it)."""
     from mlflow import MlflowClient
+    from platform_names import SERVED_PREFIX
 
-    from flows.names import SERVED_PREFIX
     from flows.resources.registry import version_by_alias
     from flows.resources.store import BucketStore, FolderStore, data_store
 

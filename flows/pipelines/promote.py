@@ -7,12 +7,12 @@ import time
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
+from platform_names import CHALLENGER, CHAMPION, PROMOTION_TAG_PREFIX
 from prefect import flow, get_run_logger, task
 
 from flows.errors import NotPromotable, UntrustedVersion
 from flows.logic.params import platform_model
 from flows.logic.results import PromotionResult
-from flows.names import CHALLENGER, CHAMPION, PROMOTION_TAG_PREFIX
 from flows.pipelines import FLOW_TIMEOUT_S
 from flows.resources.registry import load_version
 from flows.settings import Settings

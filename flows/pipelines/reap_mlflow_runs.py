@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 from uuid import UUID
 
+from platform_names import FAILURE_REASON_TAG, FLOW_RUN_TAG
 from prefect import flow, get_run_logger, task
 
-from flows.names import FAILURE_REASON_TAG, FLOW_RUN_TAG
 from flows.pipelines import FLOW_TIMEOUT_S
 from flows.steps.retry import IO_RETRIES
 

@@ -3,12 +3,12 @@ and validates on it, then the usual promotion gate (the champion is judged on th
 
 from __future__ import annotations
 
+from platform_names import RETRAINED_TAG_PREFIX
 from prefect import flow, task
 
 from flows.logic.months import months_before
 from flows.logic.params import platform_model
 from flows.logic.results import RetrainResult
-from flows.names import RETRAINED_TAG_PREFIX
 from flows.pipelines import FLOW_TIMEOUT_S
 from flows.pipelines.train import train
 from flows.settings import Settings

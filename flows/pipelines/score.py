@@ -4,13 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, cast
 
-from prefect import State, flow, get_run_logger, task
-from prefect.states import Failed
-
-from flows.errors import InvalidParameters, UntrustedVersion
-from flows.logic.params import platform_model
-from flows.logic.results import MonitorResult, ScoreResult
-from flows.names import (
+from platform_names import (
     ALIAS_TAG,
     CHAMPION,
     MODEL_NAME_TAG,
@@ -19,6 +13,12 @@ from flows.names import (
     MONTH_TAG,
     OUTPUT_URI_TAG,
 )
+from prefect import State, flow, get_run_logger, task
+from prefect.states import Failed
+
+from flows.errors import InvalidParameters, UntrustedVersion
+from flows.logic.params import platform_model
+from flows.logic.results import MonitorResult, ScoreResult
 from flows.pipelines import FLOW_TIMEOUT_S
 from flows.settings import Settings
 from flows.steps.ingest import data_path, load, locate_month

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from platform_names import CHALLENGER
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.logic.params import checked_params, platform_model
 from flows.logic.results import TrainResult
-from flows.names import CHALLENGER
 from flows.pipelines import FLOW_TIMEOUT_S
 from flows.pipelines.promote import promote as promote_flow
 from flows.settings import Settings
@@ -210,8 +210,7 @@ def register(logged: LoggedRun, rmse: float, model_name: str) -> str:
 def is_recorded(model_name: str, version: str) -> bool:
     """True when the stack recorded the version (this is one of its workers)."""
     from mlflow import MlflowClient
-
-    from flows.names import RECORD_TAG
+    from platform_names import RECORD_TAG
 
     return RECORD_TAG in MlflowClient().get_model_version(model_name, version).tags
 
@@ -219,8 +218,9 @@ def is_recorded(model_name: str, version: str) -> bool:
 def promote_on_stack(model_name: str, val_month: str | None, val_location: str) -> None:
     """Run the promote deployment (the stack's own queue) on the same validation month, and
     wait for its decision; a failed promotion fails this run too."""
+    from platform_names import PROMOTE_DEPLOYMENT
+
     from flows.errors import NotPromotable
-    from flows.names import PROMOTE_DEPLOYMENT
     from flows.resources.deployments import start_runs, wait_until_final
 
     where = {"val_month": val_month} if val_month else {"val_path": val_location}

@@ -14,16 +14,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from prefect import flow, get_run_logger, task
-
-from flows.logic.results import TuneResult
-from flows.names import (
+from platform_names import (
     BEST_TRIAL_TAG,
     PARENT_RUN_TAG,
     TRIAL_TAG,
     TUNE_TRIAL_DEPLOYMENT,
     TUNING_RUN_TAG,
 )
+from prefect import flow, get_run_logger, task
+
+from flows.logic.results import TuneResult
 from flows.pipelines import FLOW_TIMEOUT_S
 from flows.pipelines.train import train
 from flows.pipelines.tune_trial import TUNING_HOLDOUT_SHARE, tune_trial

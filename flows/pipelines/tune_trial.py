@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from platform_names import PARENT_RUN_TAG, TRIAL_TAG
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.logic.params import checked_params
-from flows.names import PARENT_RUN_TAG, TRIAL_TAG
 from flows.pipelines import FLOW_TIMEOUT_S
 from flows.settings import Settings
 from flows.steps.ingest import load

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from flows.names import STARTED_BY_TAG_PREFIX
+from platform_names import STARTED_BY_TAG_PREFIX
 
 if TYPE_CHECKING:
     from uuid import UUID

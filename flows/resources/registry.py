@@ -1,6 +1,6 @@
 """The model registry: loading a version, queries, registering a challenger, crowning a champion.
 
-The names it writes (aliases, tags) live in flows/names.py.
+The names it writes (aliases, tags) live in platform_names.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flows.errors import UntrustedVersion
-from flows.names import (
+from platform_names import (
     ADOPTION_REFUSED_TAG,
+    ALIAS_HISTORY_PATH,
     ARCHIVED,
     ARCHIVED_BY_TAG,
     CHALLENGER,
@@ -25,6 +25,8 @@ from flows.names import (
     STAGING,
     VAL_RMSE_TAG,
 )
+
+from flows.errors import UntrustedVersion
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -350,7 +352,7 @@ def alias_moves(name: str, alias: str | None = None, limit: int = 50) -> list[di
     params: dict[str, Any] = {"name": name, "limit": limit, **({"alias": alias} if alias else {})}
     answer = http_request_safe(  # type: ignore[no-untyped-call]
         get_default_host_creds(mlflow.get_tracking_uri()),  # type: ignore[no-untyped-call]
-        "/api/2.0/platform/alias-history",
+        ALIAS_HISTORY_PATH,
         "GET",
         params=params,
     )

@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Protocol
 
+from platform_names import ARTIFACTS_API_PATH
+
 from flows.resources.s3 import MISSING_OBJECT, error_code, s3_client
 from flows.settings import Settings
 
@@ -148,7 +150,7 @@ class ProxyStore:
     (the default permission); only admins write, so such a worker cannot change the data.
     """
 
-    ROOT = "/api/2.0/mlflow-artifacts/artifacts"
+    ROOT = ARTIFACTS_API_PATH
 
     def __init__(self, base_url: str) -> None:
         from mlflow.store.artifact import http_artifact_repo

@@ -9,9 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
-from prefect import get_run_logger, task
-
-from flows.names import (
+from platform_names import (
     DEPLOYMENT_ID_TAG,
     DEPLOYMENT_TAG,
     FLOW_RUN_NAME_TAG,
@@ -19,6 +17,8 @@ from flows.names import (
     STARTED_BY_TAG,
     STARTED_BY_TAG_PREFIX,
 )
+from prefect import get_run_logger, task
+
 from flows.settings import Settings
 from flows.steps.retry import IO_RETRIES
 

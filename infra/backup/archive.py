@@ -31,6 +31,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from platform_names import MAINTENANCE_LOCK
+
 from infra.make_env import read_env
 
 # The services that hold connections to the databases a restore replaces.
@@ -38,11 +40,6 @@ APP_SERVICES = ["mlflow", "data-proxy", "prefect-server", "prefect-gateway", "wo
 # The Prefect gateway's database (its audit log and worker accounts); postgres-init makes its
 # tables, so a restore puts back their rows only.
 GATEWAY_DATABASE = "gateway"
-# The PostgreSQL advisory lock the tracking server's housekeeping holds while it deletes
-# (services/mlflow/proxied-artifacts/mlflow_stack_registry/housekeeping.py MAINTENANCE_LOCK): a
-# backup holds it from its first dump to its last object, so nothing the dumps name is deleted
-# before it is copied.
-MAINTENANCE_LOCK = 0x7461_7869_686B
 
 
 class BackupError(Exception):

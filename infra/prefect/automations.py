@@ -26,16 +26,7 @@ from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
-from prefect.automations import AutomationCore
-from prefect.blocks.notifications import CustomWebhookNotificationBlock
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.objects import StateType
-from prefect.events.actions import ChangeFlowRunState, SendNotification
-from prefect.events.schemas.automations import EventTrigger, Posture
-from prefect.events.schemas.events import ResourceSpecification
-from prefect.exceptions import ObjectNotFound
-
-from flows.names import (
+from platform_names import (
     BREACH_EVENT,
     MODEL_LABEL,
     MODEL_RESOURCE_PREFIX,
@@ -45,6 +36,15 @@ from flows.names import (
     RETRAIN_DEPLOYMENT,
     VERSION_LABEL,
 )
+from prefect.automations import AutomationCore
+from prefect.blocks.notifications import CustomWebhookNotificationBlock
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import StateType
+from prefect.events.actions import ChangeFlowRunState, SendNotification
+from prefect.events.schemas.automations import EventTrigger, Posture
+from prefect.events.schemas.events import ResourceSpecification
+from prefect.exceptions import ObjectNotFound
+
 from flows.settings import Settings
 
 ZOMBIES = "crash zombie flow runs"

@@ -17,16 +17,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
-
-from flows.names import (
+from platform_names import (
     BREACHED_TAG,
     CHAMPION,
     MODEL_VERSION_TAG,
     MONTH_TAG,
     SOURCE_TAG,
 )
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 logger = logging.getLogger("platform-metrics")
 

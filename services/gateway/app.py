@@ -44,6 +44,7 @@ from platform_edge.signin import (
     from_token,
     trusted_networks,
 )
+from platform_names import PROMOTE_DEPLOYMENT, STARTED_BY_TAG_PREFIX, TRAIN_DEPLOYMENT
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.requests import Request
@@ -52,7 +53,6 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from flows.names import PROMOTE_DEPLOYMENT, STARTED_BY_TAG_PREFIX, TRAIN_DEPLOYMENT
 from services.gateway import policy
 from services.gateway.accounts import MlflowAccounts, Store
 from services.gateway.capabilities import Caller, Decider, HandOff, event_message, event_of

@@ -26,9 +26,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from platform_names import ARTIFACTS_API_PATH, SERVED_PREFIX
 from prometheus_client import Counter, Gauge
-
-from flows.names import SERVED_PREFIX
 
 logger = logging.getLogger("serving.traffic")
 
@@ -164,7 +163,7 @@ def proxy_writer(
     """``write(key, data)``: a PUT to the data proxy's artifact API as the given account."""
     import requests
 
-    root = data_proxy_url.rstrip("/") + "/api/2.0/mlflow-artifacts/artifacts/"
+    root = data_proxy_url.rstrip("/") + ARTIFACTS_API_PATH + "/"
     session = requests.Session()
     session.auth = credentials
 

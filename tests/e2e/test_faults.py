@@ -16,8 +16,8 @@ from uuid import UUID
 
 import pytest
 from mlflow import MlflowClient
+from platform_names import CHAMPION, FAILURE_REASON_TAG
 
-from flows.names import CHAMPION, FAILURE_REASON_TAG
 from flows.resources.registry import all_versions, runs_of_flow_run, versions_of_run
 from tests.corpus import write_corpus
 from tests.e2e.compose import (

@@ -6,8 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
-
-from flows.names import CHALLENGER, CHAMPION, FLOW_RUN_TAG, PROMOTION_TAG_PREFIX
+from platform_names import CHALLENGER, CHAMPION, FLOW_RUN_TAG, PROMOTION_TAG_PREFIX
 
 pytestmark = pytest.mark.e2e
 

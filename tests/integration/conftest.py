@@ -11,8 +11,8 @@ from pathlib import Path
 import mlflow
 import pytest
 from mlflow import MlflowClient
+from platform_names import CHAMPION
 
-from flows.names import CHAMPION
 from tests.paths import TLC_DATA
 
 JAN, FEB = (str(TLC_DATA / f"green_tripdata_2021-0{m}.parquet") for m in (1, 2))

@@ -42,12 +42,12 @@ def test_the_tracking_server_counts_each_request_by_endpoint_and_status(stack_tr
 def test_the_collector_reads_flow_runs_pool_champion_monitoring_and_scoring(
     prefect_api, tracking, unique_name
 ):
+    from platform_names import BREACHED_TAG, MODEL_VERSION_TAG, MONTH_TAG
     from prefect import flow
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import WorkPoolCreate
     from prefect.deployments import run_deployment
 
-    from flows.names import BREACHED_TAG, MODEL_VERSION_TAG, MONTH_TAG
     from services.exporter.collector import PlatformCollector, Sources
 
     pool = f"pool-{unique_name}"

@@ -19,11 +19,11 @@ import pandas as pd
 import pytest
 import requests
 from mlflow import MlflowClient
+from platform_names import CHALLENGER, CHAMPION, RECORD_TAG
 from prefect.exceptions import FailedRun
 
 from flows.errors import UntrustedVersion
 from flows.logic.provenance import Record
-from flows.names import CHALLENGER, CHAMPION, RECORD_TAG
 from flows.pipelines.promote import promote
 from flows.pipelines.score import score
 from flows.pipelines.train import train
@@ -348,8 +348,9 @@ def test_versions_trained_before_records_are_adopted_once_and_others_stay_refuse
     """An upgrade from a release without records (`make up` runs the adoption): a version of the
     platform's released code is recorded, with the reason, and loads; one with any other code
     is named and left refused; a second adoption changes nothing."""
+    from platform_names import ADOPTION_REFUSED_TAG
+
     from flows.logic.provenance import ADOPTED
-    from flows.names import ADOPTION_REFUSED_TAG
     from flows.resources.registry import adopt_versions
 
     earlier = code_of_an_earlier_release()

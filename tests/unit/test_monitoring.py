@@ -128,7 +128,8 @@ def test_stored_predictions_become_the_monitored_columns():
 
 
 def test_the_breach_event_is_the_one_the_trigger_and_the_notification_expect():
-    from flows.names import BREACH_EVENT
+    from platform_names import BREACH_EVENT
+
     from infra.prefect.automations import BREACH_EVENT as NOTIFIED
 
     deployments = yaml.safe_load(Path(REPO_ROOT / "prefect.yaml").read_text())["deployments"]

@@ -1,13 +1,15 @@
-"""The names that cross processes (flows/names.py) agree with prefect.yaml, which cannot import
-them: deployment ids, the breach event and the labels its trigger reads."""
+"""The names that cross processes (platform_names) agree with prefect.yaml, which cannot import
+them: deployment ids, the breach event and the labels its trigger reads; and no package spells
+one itself."""
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
+import platform_names as names
 import yaml
 
-from flows import names
 from tests.paths import REPO_ROOT
 
 
@@ -42,18 +44,31 @@ def test_the_retrain_trigger_matches_the_breach_event_and_reads_its_labels():
     }
 
 
-def test_no_flow_module_spells_a_cross_process_name_itself():
-    """Namespaced tag keys, deployment ids, event names and experiment suffixes are written in
-    flows/names.py only (plain words such as a column called model_version may recur)."""
+# Every package that writes or reads a name another process reads.
+PACKAGES = ("flows", "services", "infra", "bench")
+HOME = REPO_ROOT / "services/mlflow/proxied-artifacts/platform_names/__init__.py"
+
+
+def test_no_module_spells_a_cross_process_name_itself():
+    """Namespaced tag keys, deployment ids, event names, API paths and experiment suffixes are
+    written in platform_names only (plain words such as a column called model_version may
+    recur), in the flows, the services, the MLflow apps, infra and bench alike."""
     spelled = {
         v
         for k, v in vars(names).items()
         if k.isupper() and isinstance(v, str) and any(mark in v for mark in "./-")
     }
     offenders = []
-    for path in (REPO_ROOT / "flows").rglob("*.py"):
-        if path.name == "names.py":
-            continue
-        literals = set(re.findall(r"""["']([^"'\s{}]+)["']""", path.read_text()))
-        offenders += [f"{path.relative_to(REPO_ROOT)}: {v}" for v in sorted(literals & spelled)]
+    for package in PACKAGES:
+        for path in (REPO_ROOT / package).rglob("*.py"):
+            if path == HOME:
+                continue
+            literals = set(re.findall(r"""["']([^"'\s{}]+)["']""", path.read_text()))
+            found = sorted(literals & spelled)
+            offenders += [f"{path.relative_to(REPO_ROOT)}: {v}" for v in found]
     assert offenders == []
+
+
+def test_the_home_of_the_names_is_the_module_every_package_imports():
+    assert Path(names.__file__).resolve().name == "__init__.py"
+    assert HOME.read_text() == Path(names.__file__).read_text()

@@ -25,9 +25,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 import sqlalchemy as sa
+from platform_names import MAINTENANCE_LOCK
 
-# pg_advisory_lock key shared with infra/backup/archive.py ("taxi" "hk" as bytes).
-MAINTENANCE_LOCK = 0x7461_7869_686B
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 MODEL_ID = re.compile(r"^m-[0-9a-f]{32}$")
 DELETE_BATCH = 1000

@@ -1,5 +1,7 @@
-"""Names that cross processes: written by one (a flow, the CLI, an automation) and read by
-another, or by people. Their only home; a test holds them to prefect.yaml.
+"""Names that cross processes: written by one (a flow, the CLI, an automation, a server) and read
+by another, or by people. Their only home, installed with the MLflow apps so that every package
+imports it: flows, services, infra, bench and the apps in the tracking server. A test holds them
+to prefect.yaml and finds them spelled nowhere else.
 
 The seed's stages map onto aliases: Staging = ``challenger``, Production = ``champion``; a demoted
 champion keeps its version and is tagged ``stage=archived``.
@@ -77,3 +79,14 @@ MODEL_LABEL, VERSION_LABEL, MONTH_LABEL, COLOR_LABEL = (
 )
 # What was monitored: a scored month ("batch") or what the model server answered ("served").
 SOURCE_LABEL, SOURCE_TAG = "taxi.source", "source"
+
+# The tracking server's own API beside MLflow's (mlflow_stack_registry): the alias history, and
+# housekeeping's runs, leftovers and sizes; an alias move's reason travels in this header.
+ALIAS_HISTORY_PATH = "/api/2.0/platform/alias-history"
+HOUSEKEEPING_API_PATH = "/api/2.0/platform/housekeeping"
+REASON_HEADER = "x-platform-reason"
+# MLflow's artifact proxy API (the tracking server's and the data proxy's).
+ARTIFACTS_API_PATH = "/api/2.0/mlflow-artifacts/artifacts"
+# The PostgreSQL advisory lock a backup holds from its first dump to its last object and that
+# housekeeping takes before it deletes ("taxi" "hk" as bytes): the two never overlap.
+MAINTENANCE_LOCK = 0x7461_7869_686B
