@@ -1,10 +1,12 @@
-"""Only what the stack trained and approved runs as a model, on the compose stack: a version changed
-through MLflow's artifact proxy by a teammate with EDIT is refused by the model server and by
-scoring, the champion keeps answering, and only the stack and admins move the champion."""
+"""Only what the stack trained and approved runs as a model, on the compose stack: a teammate with
+EDIT cannot write into a registered version's files (and training goes on as before), a version
+whose files changed anyway is refused by the model server and by scoring, the champion keeps
+answering, and only the stack and admins move the champion."""
 
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pytest
@@ -40,7 +42,7 @@ def wait_for_health(stack, done, timeout_s: float = 60) -> dict:
     return answer
 
 
-def test_a_version_changed_through_the_artifact_proxy_is_refused_everywhere(
+def test_a_teammate_cannot_change_a_version_and_a_changed_one_is_refused_everywhere(
     stack, trained, prefect, admin, monkeypatch
 ):
     challenger_run = start_deployment(
@@ -62,13 +64,33 @@ def test_a_version_changed_through_the_artifact_proxy_is_refused_everywhere(
         MlflowClient().set_registered_model_alias(MODEL, "champion", version.version)
     with pytest.raises(MlflowException, match="only the stack's promotion and admins"):
         MlflowClient().set_model_version_tag(MODEL, version.version, "platform.record", "{}")
-    # MLflow lets EDIT rewrite the version's files through the artifact proxy...
+    # MLflow lets EDIT rewrite a version's files through the artifact proxy; the stack's app
+    # does not: the files of a registered version are written once.
+    for target in (version.version, champion):
+        location = admin.get_model_version_download_uri(MODEL, target)
+        path = location.removeprefix("mlflow-artifacts:").strip("/")
+        put = requests.put(
+            f"{stack.mlflow_url}/api/2.0/mlflow-artifacts/artifacts/{path}/SECURITY_PROBE.txt",
+            data=b"probe",
+            auth=("mallory", mallory),
+            timeout=30,
+        )
+        assert put.status_code == 403 and "written once" in put.text, (target, put.text)
+    # So the team is not stopped: the next training is compared with the champion as always.
+    trained_again = stack.make("train", "TRAIN_MONTH=2021-01", "VAL_MONTH=2021-02").stdout
+    assert re.search(r"champion:\s+(yes|no) \(rmse [0-9.]+ (<|is not)", trained_again), (
+        trained_again[-2000:]
+    )
+    champion = admin.get_model_version_by_alias(MODEL, "champion").version
+
+    # Files changed anyway (here by an admin, whom the rule lets write; or outside MLflow)...
+    settings = stack.env()
     location = admin.get_model_version_download_uri(MODEL, version.version)
     path = location.removeprefix("mlflow-artifacts:").strip("/")
     put = requests.put(
         f"{stack.mlflow_url}/api/2.0/mlflow-artifacts/artifacts/{path}/code/flows/features.py",
         data=b"import os\nos.system('id > /tmp/owned')\n",
-        auth=("mallory", mallory),
+        auth=(settings["MLFLOW_ADMIN_USERNAME"], settings["MLFLOW_ADMIN_PASSWORD"]),
         timeout=30,
     )
     assert put.status_code == 200, put.text
