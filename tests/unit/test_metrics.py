@@ -80,3 +80,36 @@ def test_a_source_that_fails_reports_down_and_the_others_still_answer():
     assert 'platform_source_up{source="mlflow"} 1.0' in page
     generate_latest(registry)
     assert calls["good"] == 1, "a second scrape within cache_s is answered from the cache"
+
+
+def test_a_request_is_counted_before_its_client_sees_the_end_of_the_answer():
+    """A client that reads the metrics right after an answer finds that answer counted: the
+    count lands before the answer's last byte is sent, not after the app returns."""
+    import asyncio
+
+    from mlflow_platform_metrics import RequestMetrics
+    from prometheus_client import REGISTRY
+
+    labels = {"service": "unit", "endpoint": "/counted", "method": "GET", "status": "204"}
+
+    def counted() -> float:
+        found = REGISTRY.get_sample_value("platform_http_requests_total", labels)
+        return found or 0.0
+
+    async def app(scope, receive, send) -> None:
+        scope[ROUTE_KEY] = "/counted"
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+        await asyncio.sleep(0.05)  # the app's own cleanup, after its client has the answer
+
+    seen_at_the_end: list[float] = []
+
+    async def send(message) -> None:
+        if message["type"] == "http.response.body":
+            seen_at_the_end.append(counted())
+
+    before = counted()
+    scope = {"type": "http", "method": "GET", "path": "/counted", "headers": []}
+    asyncio.run(RequestMetrics(app, "unit")(scope, None, send))
+    assert seen_at_the_end == [before + 1]
+    assert counted() == before + 1  # once, not again when the app returns

@@ -63,21 +63,32 @@ class RequestMetrics:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        status, started = 500, time.perf_counter()
-
-        async def counted(message: MutableMapping[str, Any]) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
+        status, started, counted_once = 500, time.perf_counter(), False
         in_flight = IN_FLIGHT.labels(self.service)
-        in_flight.inc()
-        try:
-            await self.app(scope, receive, counted)
-        finally:
+
+        def count() -> None:
+            """Count the request once, before its client can see the whole answer (a client
+            that reads the metrics next must find it there)."""
+            nonlocal counted_once
+            if counted_once:
+                return
+            counted_once = True
             in_flight.dec()
             endpoint = endpoint_of(scope)  # set by the service while it answered
             method = scope.get("method", "GET")
             REQUESTS.labels(self.service, endpoint, method, str(status)).inc()
             LATENCY.labels(self.service, endpoint).observe(time.perf_counter() - started)
+
+        async def counted(message: MutableMapping[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                count()
+            await send(message)
+
+        in_flight.inc()
+        try:
+            await self.app(scope, receive, counted)
+        finally:
+            count()  # an app that failed before its answer's end
