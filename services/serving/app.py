@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
+from platform_edge.answers import replay
 from platform_edge.mlflow import ROUTE_KEY
 from platform_edge.signin import (
     Credentials,
@@ -242,20 +243,6 @@ class MlflowAuthenticator:
         address = client_address(peer[0] if peer else None, scope["headers"], self.trusted)
         signed_in = await self.sign_in(from_header(headers.get(b"authorization")), address)
         return 200 if signed_in is True else int(signed_in)
-
-
-def replay(body: bytes) -> Receive:
-    """A ``receive`` that hands MLflow's app the body already read."""
-    sent = False
-
-    async def receive() -> Message:
-        nonlocal sent
-        if sent:
-            return {"type": "http.disconnect"}
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return receive
 
 
 def without_echo(send: Send) -> Send:

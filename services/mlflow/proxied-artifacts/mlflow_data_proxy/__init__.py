@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from platform_edge.answers import read_body, respond_json
+from platform_edge.answers import read_body, replay, respond_json
 from platform_edge.mlflow import (
     ARTIFACT_WRITES,
     Call,
@@ -36,7 +36,6 @@ from platform_edge.mlflow import (
     MlflowRouter,
     error,
     refuse,
-    replay,
     writer_of,
 )
 from prometheus_client import Counter

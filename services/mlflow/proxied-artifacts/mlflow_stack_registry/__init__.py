@@ -35,8 +35,8 @@ from typing import Any
 from urllib.parse import parse_qs, unquote
 
 import platform_names as names
-from platform_edge.answers import read_body, respond_json
-from platform_edge.mlflow import Call, MlflowEdge, MlflowRouter, refuse, replay, writer_of
+from platform_edge.answers import read_body, replay, respond_json
+from platform_edge.mlflow import Call, MlflowEdge, MlflowRouter, refuse, writer_of
 from platform_edge.paths import NotCanonical, canonical_path
 from platform_edge.signin import from_header
 from platform_names import ALIAS_HISTORY_PATH, HOUSEKEEPING_API_PATH, RECORD_TAG

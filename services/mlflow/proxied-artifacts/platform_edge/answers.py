@@ -1,4 +1,4 @@
-"""Answers and bodies of the edge's ASGI apps: one JSON answer, one body reader."""
+"""Answers and bodies of the edge's ASGI apps: one JSON answer, one body reader, one replay."""
 
 from __future__ import annotations
 
@@ -16,6 +16,20 @@ async def read_body(receive: Any, limit: int | None = None) -> bytes | None:
             return None
         if not message.get("more_body"):
             return bytes(body)
+
+
+def replay(body: bytes) -> Any:
+    """An ASGI ``receive`` that hands an app a body already read."""
+    sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
 
 
 async def respond_json(

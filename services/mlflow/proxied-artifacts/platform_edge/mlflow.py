@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+from platform_edge.answers import read_body, replay, respond_json
 from platform_edge.paths import NotCanonical, canonical_path
 from platform_edge.signin import from_header
 
@@ -192,8 +193,6 @@ async def json_object(
     scope: MutableMapping[str, Any], receive: Any
 ) -> tuple[bytes, dict[str, Any]] | str:
     """An API write's body and its JSON object; else why it is refused."""
-    from platform_edge.answers import read_body
-
     headers = dict(scope["headers"])
     body = await read_body(receive, MAX_JSON_BYTES)
     if body is None:
@@ -212,30 +211,9 @@ async def json_object(
     return body, fields
 
 
-def replay(body: bytes) -> Any:
-    """An ASGI ``receive`` that hands the app a body already read."""
-    sent = False
-
-    async def receive() -> MutableMapping[str, Any]:
-        nonlocal sent
-        if sent:
-            return {"type": "http.disconnect"}
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return receive
-
-
 def error(code: str, message: str) -> dict[str, str]:
     """MLflow's shape of an error answer."""
     return {"error_code": code, "message": message}
-
-
-async def respond_json(send: Any, status: int, body: dict[str, Any]) -> None:
-    """A JSON answer."""
-    from platform_edge.answers import respond_json as answer
-
-    await answer(send, status, body)
 
 
 # A hash of a random password, made once: checking a password against it costs what checking a
@@ -288,9 +266,7 @@ def writer_of(authorization: bytes | None) -> tuple[int, str]:
 
 async def refuse(send: Any, status: int, refusal: str) -> None:
     """MLflow's shape of a refusal: ``refusal`` when signed in (403), else a prompt to sign in."""
-    from platform_edge.answers import respond_json as answer
-
     message = refusal if status == 403 else "sign in"
     code = "PERMISSION_DENIED" if status == 403 else "UNAUTHENTICATED"
     headers = [(b"www-authenticate", b'Basic realm="mlflow"')] if status == 401 else []
-    await answer(send, status, error(code, message), headers)
+    await respond_json(send, status, error(code, message), headers)
