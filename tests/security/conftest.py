@@ -173,3 +173,19 @@ def audit_entries(gateway: Gateway, username: str) -> list[dict]:
     )
     answer.raise_for_status()
     return answer.json()
+
+
+async def status_of(app, scope: dict, body: bytes) -> int:
+    """The status an ASGI ``app`` answers ``scope`` with, its body ``body`` (the answer's own
+    body is not kept)."""
+    from platform_edge.answers import replay
+
+    status = 0
+
+    async def send(message: dict) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+
+    await app(scope, replay(body), send)
+    return status

@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 
 from services.gateway.capabilities import Caller
 from services.gateway.state import Deployment, FlowRun
+from tests.security.conftest import status_of
 
 POOL = "taxi-pool"
 OWN_RUN, THEIR_RUN = "11111111-1111-4111-8111-111111111111", "22222222-2222-4222-8222-222222222222"
@@ -184,24 +185,7 @@ class Harness:
             "headers": [(b"host", b"gateway"),
                         (b"authorization", b"Basic " + base64.b64encode(token)), *headers],
         }  # fmt: skip
-        sent = False
-
-        async def receive() -> dict:
-            nonlocal sent
-            if sent:
-                return {"type": "http.disconnect"}
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        status = 0
-
-        async def send(message: dict) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-
-        await self.app(scope, receive, send)
-        return status
+        return await status_of(self.app, scope, body)
 
 
 @pytest.fixture(scope="module")

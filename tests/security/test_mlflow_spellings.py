@@ -23,6 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.security.conftest import status_of
 from tests.security.test_gateway_spellings import path_spelling
 
 MODEL = "taxi-trip-duration"
@@ -102,24 +103,7 @@ class Harness:
             "raw_path": raw_path, "query_string": query, "root_path": "",
             "headers": [(b"authorization", b"Basic " + token), *headers],
         }  # fmt: skip
-        sent = False
-
-        async def receive() -> dict:
-            nonlocal sent
-            if sent:
-                return {"type": "http.disconnect"}
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        status = 0
-
-        async def send(message: dict) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-
-        await self.app(scope, receive, send)
-        return status
+        return await status_of(self.app, scope, body)
 
 
 @pytest.fixture(scope="module")
