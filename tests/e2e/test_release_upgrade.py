@@ -32,7 +32,7 @@ pytestmark = pytest.mark.e2e
 # The release before this one: a tag the repository keeps and the commit it names (a clone
 # without tags still has the commit). Move both forward at each release, so every landing is
 # tested as an upgrade from the one before.
-PREVIOUS_RELEASE = ("release-28", "521941384a6a1829114a47e7c1a3b3ea3fbe78b5")
+PREVIOUS_RELEASE = ("release-36", "f07465ad3eaa45da85c3b51cc3dec260469bc837")
 PROJECT = "taxi-mlops-upgrade"
 MONTHS = ("2021-01", "2021-02", "2023-01", "2023-02")
 ONE_TRIP = {
