@@ -12,7 +12,6 @@ import pyarrow.parquet as pq
 from flows.errors import TripDataError
 from flows.features import (
     DROPOFF,
-    LOCATION_IDS,
     MAX_DURATION_MIN,
     MIN_DURATION_MIN,
     PICKUP,
@@ -20,6 +19,7 @@ from flows.features import (
     filter_duration,
     normalize_columns,
 )
+from flows.logic.trip_rules import DROPPED_WHEN_BROKEN, TripRecord, broken_rows, rule_of
 
 # A trip's row in its file, kept through filtering: TLC records carry no id of their own.
 ROW_COLUMN = "row_in_file"
@@ -133,28 +133,37 @@ def validate_trips(raw: pd.DataFrame, source: str) -> TripData:
             )
     if trips.empty:
         raise TripDataError(source, "has no rows")
-    for name in ("PULocationID", "DOLocationID"):
+    for name, rule in TripRecord.model_fields.items():
+        if name in DROPPED_WHEN_BROKEN:
+            continue
         nulls = int(trips[name].isna().sum())
         if nulls:
             raise TripDataError(source, f"{nulls} of {len(trips)} rows have no {name}")
-        outside = int((~trips[name].isin(LOCATION_IDS)).sum())
-        if outside:
+        broken = int(broken_rows(trips[name], rule).sum())
+        if broken:
             raise TripDataError(
                 source,
-                f"{outside} of {len(trips)} rows have a {name} outside the TLC zones "
-                f"{LOCATION_IDS[0]}-{LOCATION_IDS[-1]}",
+                f"{broken} of {len(trips)} rows have a {name} that is not {rule.description}",
             )
     trips = with_canonical_types(trips)
     trips[ROW_COLUMN] = range(len(trips))
-    kept = filter_duration(add_duration(trips))
-    kept = kept.loc[kept["trip_distance"].notna()].reset_index(drop=True)
+    kept = filter_duration(add_duration(without_broken_rows(trips)))
     if kept.empty:
         raise TripDataError(
             source,
             f"none of its {len(trips)} trips lasts {MIN_DURATION_MIN:g}-"
-            f"{MAX_DURATION_MIN:g} minutes (with a trip_distance)",
+            f"{MAX_DURATION_MIN:g} minutes (with a pickup time and a distance >= 0)",
         )
     return TripData(source=source, trips=kept, rows_read=len(trips), timestamp_prefix=prefix)
+
+
+def without_broken_rows(trips: pd.DataFrame) -> pd.DataFrame:
+    """The trips whose distance and pickup time keep the trip rules (the rest are recording
+    errors, dropped as the trips outside 1-60 minutes are)."""
+    broken = pd.Series(False, index=trips.index)
+    for name in DROPPED_WHEN_BROKEN:
+        broken |= broken_rows(trips[name], rule_of(name))
+    return trips.loc[~broken].reset_index(drop=True)
 
 
 def with_canonical_types(trips: pd.DataFrame) -> pd.DataFrame:

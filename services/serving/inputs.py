@@ -1,18 +1,14 @@
 """What the model server accepts before MLflow's scoring app sees a request: a bounded body, a
-bounded number of rows, and records that training would accept (zones 1-265, a distance that is
-finite and not negative, a pickup time). Each refusal is one short line naming the column and the
-value; none quotes the body back."""
+bounded number of rows, and records that keep the trip rules training keeps (zones 1-265, a
+distance that is finite and not negative, a pickup time: flows.logic.trip_rules). Each refusal
+is one short line naming the column and the value; none quotes the body back."""
 
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
 
-from flows.features import LOCATION_IDS
-
-ZONE_COLUMNS = ("PULocationID", "DOLocationID")
-LOWEST_ZONE, HIGHEST_ZONE = int(LOCATION_IDS[0]), int(LOCATION_IDS[-1])
+from flows.logic.trip_rules import first_refusal
 
 
 class Refused(Exception):
@@ -21,12 +17,6 @@ class Refused(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status, self.message = status, message
-
-
-def shown(value: Any) -> str:
-    """A value as a refusal quotes it: short, whatever was sent."""
-    text = json.dumps(value) if not isinstance(value, str) else repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def records_of(body: bytes, max_rows: int) -> list[dict[str, Any]]:
@@ -67,38 +57,8 @@ def check_rows(count: int, max_rows: int) -> None:
 
 
 def validate(records: list[dict[str, Any]]) -> None:
-    """Refuse the first value training would reject, naming its row, column and value."""
-    import pandas as pd
-
-    for index, record in enumerate(records):
-        pickup = next((c for c in record if str(c).endswith("pickup_datetime")), None)
-        if pickup is None:
-            raise Refused(400, f"row {index}: no pickup time (e.g. lpep_pickup_datetime)")
-        for column in (*ZONE_COLUMNS, "trip_distance"):
-            if column not in record:
-                raise Refused(400, f"row {index}: no {column}")
-        for column in ZONE_COLUMNS:
-            value = record[column]
-            whole = (isinstance(value, int) and not isinstance(value, bool)) or (
-                isinstance(value, float) and value.is_integer()
-            )
-            if not whole or not LOWEST_ZONE <= value <= HIGHEST_ZONE:
-                raise Refused(
-                    400,
-                    f"row {index}: {column} {shown(value)} is not a TLC zone "
-                    f"({LOWEST_ZONE}-{HIGHEST_ZONE})",
-                )
-        distance = record["trip_distance"]
-        number = isinstance(distance, int | float) and not isinstance(distance, bool)
-        if not number or not math.isfinite(distance) or distance < 0:
-            raise Refused(
-                400, f"row {index}: trip_distance {shown(distance)} is not a distance (miles >= 0)"
-            )
-        try:
-            pd.Timestamp(record[pickup])
-        except (ValueError, TypeError):
-            raise Refused(
-                400, f"row {index}: {pickup} {shown(record[pickup])} is not a time"
-            ) from None
-        if pd.isna(pd.Timestamp(record[pickup])):
-            raise Refused(400, f"row {index}: {pickup} is empty")
+    """Refuse the first value the trip rules (flows.logic.trip_rules, which training applies
+    too) reject, naming its row, column and value."""
+    refusal = first_refusal(records)
+    if refusal:
+        raise Refused(400, refusal)
