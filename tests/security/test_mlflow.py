@@ -195,6 +195,27 @@ def test_the_files_of_a_registered_version_are_written_once(accounts, platform_m
     ), "a run no version stands on is writable"
 
 
+def test_a_version_names_the_account_that_registered_it(accounts, platform_model):
+    """MLflow leaves a version's "Created by" (user_id) empty; the stack's app names the signed-in
+    account that registered it, and a body naming another user changes nothing."""
+    worker, version, artifacts = platform_model
+    server, stack = accounts.tracking, accounts.stack
+
+    def creator(number: str) -> str:
+        answer = requests.get(f"{server.url}{API}/model-versions/get", auth=server.admin,
+                              params={"name": PLATFORM_MODEL, "version": number}, timeout=30)  # fmt: skip
+        assert answer.ok, answer.text
+        return str(answer.json()["model_version"].get("user_id", ""))
+
+    assert creator(version) == stack[0]
+    run_id = artifacts.split("/")[1]
+    source = f"mlflow-artifacts:/{artifacts}/model"
+    made = call(server, worker, "POST", "model-versions/create",
+                {"name": PLATFORM_MODEL, "source": source, "run_id": run_id,
+                 "user_id": stack[0]})  # fmt: skip
+    assert creator(made["model_version"]["version"]) == worker[0]
+
+
 def test_metrics_series_stay_bounded_whatever_paths_are_asked_for(accounts):
     """A thousand made-up paths, anonymous: the request metrics gain no series but 'other'."""
     server = accounts.tracking

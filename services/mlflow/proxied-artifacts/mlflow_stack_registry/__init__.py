@@ -12,6 +12,9 @@ decided on the handler MLflow's own router sends the request to and on the JSON 
 reads (platform_edge.mlflow: canonical paths, JSON-only writes), never on our reading of a path.
 Everything else is MLflow's own rule.
 
+A version names the account that registered it (``user_id``, the UI's "Created by"), which MLflow
+itself leaves empty: written from the signed-in account once MLflow has made the version.
+
 Every alias move it lets through and MLflow makes is recorded (mlflow_stack_registry.history):
 when, who, from which version to which, and the reason the platform's flows send in the
 ``X-Platform-Reason`` header ("manual change" without one). GET /api/2.0/platform/alias-history
@@ -33,6 +36,8 @@ import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs, unquote
+
+import sqlalchemy as sa
 
 import platform_names as names
 from platform_edge.answers import read_body, replay, respond_json
@@ -93,6 +98,20 @@ def needs_stack(endpoint: str, fields: dict[str, Any], model: str) -> bool:
     if endpoint in ALIAS_HANDLERS:
         return fields.get("alias") not in OPEN_ALIASES
     return endpoint in MODEL_HANDLERS
+
+
+SET_CREATOR = sa.text(
+    "UPDATE model_versions SET user_id = :user_id "
+    "WHERE name = :name AND version = :version AND user_id IS NULL"
+)
+
+
+def created_by(engine: sa.Engine, model: str, version: Any, username: str) -> None:
+    """Name ``username`` as the one who registered version ``version`` of ``model``."""
+    with engine.begin() as connection:
+        connection.execute(
+            SET_CREATOR, {"user_id": username, "name": model, "version": int(version)}
+        )
 
 
 def username_of(authorization: bytes | None) -> str:
@@ -170,6 +189,9 @@ class StackMovesTheModel(MlflowEdge):
             if status != 200:
                 await refuse(send, status, written_once)
                 return True
+        if endpoint == CREATE_VERSION and self.registry_engine is not None and call.body:
+            await self.create_version(call, send)
+            return True
         if endpoint in ALIAS_HANDLERS and self.history is not None and call.body is not None:
             headers = dict(call.scope["headers"])
             await self.move_alias(call.scope, call.body, send, call.fields, headers)
@@ -196,6 +218,28 @@ class StackMovesTheModel(MlflowEdge):
             f"the files of {owner.kind} {owner.id} make {version}: written once, changed only by "
             f"the stack and admins"
         )
+
+    async def create_version(self, call: Call, send: Any) -> None:
+        """Let MLflow register the version, then name who did (the UI's "Created by"): MLflow
+        itself leaves a version's user_id empty. The answer waits for the name to be written."""
+        held: list[MutableMapping[str, Any]] = []
+
+        async def hold(message: MutableMapping[str, Any]) -> None:
+            held.append(message)
+
+        await self.app(call.scope, replay(call.body or b""), hold)
+        started = next((m for m in held if m["type"] == "http.response.start"), None)
+        if started is not None and started["status"] == 200 and call.username:
+            body = b"".join(m.get("body", b"") for m in held if m["type"] == "http.response.body")
+            try:
+                made = json.loads(body)["model_version"]
+                await asyncio.to_thread(
+                    created_by, self.registry_engine, made["name"], made["version"], call.username
+                )
+            except Exception:  # noqa: BLE001 (the version is made: say loudly it has no creator)
+                logger.exception("a version was registered by %s but not named so", call.username)
+        for message in held:
+            await send(message)
 
     async def move_alias(
         self,
