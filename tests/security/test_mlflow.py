@@ -202,8 +202,10 @@ def test_a_version_names_the_account_that_registered_it(accounts, platform_model
     server, stack = accounts.tracking, accounts.stack
 
     def creator(number: str) -> str:
-        answer = requests.get(f"{server.url}{API}/model-versions/get", auth=server.admin,
-                              params={"name": PLATFORM_MODEL, "version": number}, timeout=30)  # fmt: skip
+        query = {"name": PLATFORM_MODEL, "version": number}
+        answer = requests.get(
+            f"{server.url}{API}/model-versions/get", auth=server.admin, params=query, timeout=30
+        )
         assert answer.ok, answer.text
         return str(answer.json()["model_version"].get("user_id", ""))
 

@@ -37,9 +37,8 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
-import sqlalchemy as sa
-
 import platform_names as names
+import sqlalchemy as sa
 from platform_edge.answers import read_body, replay, respond_json
 from platform_edge.mlflow import Call, MlflowEdge, MlflowRouter, refuse, writer_of
 from platform_edge.paths import NotCanonical, canonical_path
