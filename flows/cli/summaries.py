@@ -13,6 +13,7 @@ from platform_names import (
     MODEL_VERSION_TAG,
     MONTH_TAG,
     OUTPUT_URI_TAG,
+    PROMOTION_TAG,
     PROMOTION_TAG_PREFIX,
     REASON_TAG,
     TUNING_RUN_TAG,
@@ -36,7 +37,8 @@ def version_lines(run: Run) -> list[str]:
     version = client.get_model_version(
         name, versions_of_run(client, name, run.info.run_id)[0].version
     )
-    reason = version.tags.get(PROMOTION_TAG_PREFIX + "reason", "not decided")
+    tags = version.tags
+    reason = tags.get(PROMOTION_TAG) or tags.get(PROMOTION_TAG_PREFIX + "reason", "not decided")
     return [
         f"model:      {name} version {version.version}",
         f"champion:   {'yes' if CHAMPION in version.aliases else 'no'} ({reason})",

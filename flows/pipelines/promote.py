@@ -7,7 +7,7 @@ import time
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-from platform_names import CHALLENGER, CHAMPION, PROMOTION_TAG_PREFIX
+from platform_names import CHALLENGER, CHAMPION, PROMOTION_FILE, PROMOTION_TAG
 from prefect import flow, get_run_logger, task
 
 from flows.errors import NotPromotable, UntrustedVersion
@@ -155,35 +155,40 @@ def kept_as_challenger(
     )
 
 
-def version_tags(result: PromotionResult) -> dict[str, str]:
-    """The numbers of a decision as tags of the challenger version (``promotion.*``)."""
-    tags = {
+def promotion_numbers(result: PromotionResult) -> dict[str, str]:
+    """Every number of a decision, flat (what the version's PROMOTION_FILE holds)."""
+    numbers = {
         "decision": "promoted" if result.promoted else "rejected",
         "reason": result.reason,
         "val_uri": result.val_uri or "",
         "compared_with": result.champion_version or "",
         "failed": ",".join(result.failed),
     }
-    for side, numbers in (("challenger", result.challenger), ("champion", result.champion)):
-        for metric, value in (numbers or {}).items():
-            tags[f"{side}_{metric}"] = f"{value:.4f}"
+    for side, measured in (("challenger", result.challenger), ("champion", result.champion)):
+        for metric, value in (measured or {}).items():
+            numbers[f"{side}_{metric}"] = f"{value:.4f}"
     for budget, value in (result.budgets or {}).items():
-        tags[f"budget_{budget}"] = f"{value:g}"
-    return {PROMOTION_TAG_PREFIX + key: value for key, value in tags.items()}
+        numbers[f"budget_{budget}"] = f"{value:g}"
+    return numbers
 
 
 @task(**IO_RETRIES)
 def record(
     result: PromotionResult, challenger: ModelVersion, champion: ModelVersion | None
 ) -> None:
-    """Apply the decision in the registry and leave its numbers on the challenger version."""
+    """Apply the decision in the registry: one line on the challenger version (PROMOTION_TAG),
+    its every number in the version's training run (PROMOTION_FILE)."""
     from mlflow import MlflowClient
 
     from flows.resources.registry import crown
 
     client = MlflowClient()
-    for key, value in version_tags(result).items():
-        client.set_model_version_tag(result.model_name, challenger.version, key, value)
+    numbers = promotion_numbers(result)
+    if challenger.run_id:
+        path = PROMOTION_FILE.format(version=challenger.version)
+        client.log_dict(challenger.run_id, numbers, path)
+    summary = f"{numbers['decision']}: {result.reason}"
+    client.set_model_version_tag(result.model_name, challenger.version, PROMOTION_TAG, summary)
     if result.promoted:
         crown(client, result.model_name, challenger, champion, result.reason)
     else:

@@ -20,6 +20,9 @@ from platform_names import (
     CHAMPION,
     FLOW_RUN_TAG,
     PRODUCTION,
+    PROMOTION_FILE,
+    PROMOTION_TAG,
+    PROMOTION_TAG_PREFIX,
     RECORD_TAG,
     STAGE_TAG,
     STAGING,
@@ -340,6 +343,25 @@ def crown(
     client.update_model_version(
         name, challenger.version, description=f"Champion since promotion: {reason}."
     )
+
+
+def promotion_record(version: ModelVersion) -> dict[str, str]:
+    """Every number of the promotion's decision on ``version`` (decision, reason, compared_with,
+    failed, both sides' metrics, budgets): its training run's PROMOTION_FILE, or the
+    ``promotion.*`` tags of a version decided before that file existed; {} when undecided."""
+    import mlflow
+
+    tags = version.tags or {}
+    older = {
+        key.removeprefix(PROMOTION_TAG_PREFIX): value
+        for key, value in tags.items()
+        if key.startswith(PROMOTION_TAG_PREFIX)
+    }
+    if older or PROMOTION_TAG not in tags or not version.run_id:
+        return older
+    path = PROMOTION_FILE.format(version=version.version)
+    numbers: dict[str, str] = mlflow.artifacts.load_dict(f"runs:/{version.run_id}/{path}")
+    return numbers
 
 
 def alias_moves(name: str, alias: str | None = None, limit: int = 50) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from flows.resources.registry import promotion_record
 from tests.corpus import slower_traffic
 from tests.e2e.compose import MODEL, posts_received, wait_until_final
 
@@ -49,8 +50,9 @@ def test_a_drifted_month_retrains_once_and_tells_the_webhook_why(
     # A new challenger, trained on February and judged with the champion on the new month.
     challenger = max(admin.search_model_versions(f"name = '{MODEL}'"), key=lambda v: int(v.version))
     assert int(challenger.version) > int(champion.version)
-    assert challenger.tags["promotion.val_uri"].endswith("green_tripdata_2021-03.parquet")
-    assert challenger.tags["promotion.decision"] in {"promoted", "rejected"}
+    numbers = promotion_record(challenger)
+    assert numbers["val_uri"].endswith("green_tripdata_2021-03.parquet")
+    assert numbers["decision"] in {"promoted", "rejected"}
     watched = admin.get_model_version(MODEL, champion.version)
     assert watched.tags["monitoring.retrained.2021-03"] == challenger.version
 

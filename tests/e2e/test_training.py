@@ -8,6 +8,7 @@ import mlflow
 import pandas as pd
 import pytest
 
+from flows.resources.registry import promotion_record
 from tests.e2e.compose import MODEL
 from tests.paths import TLC_DATA
 
@@ -55,7 +56,7 @@ def test_a_champion_validated_on_2023_scores_and_is_judged_on_2021_months(stack,
     out = stack.make("train", "TRAIN_MONTH=2023-01", "VAL_MONTH=2023-02").stdout
     assert summary(out)["champion"].startswith("yes"), out  # a 2023 model wins on 2023 data
     champion = admin.get_model_version_by_alias(MODEL, "champion")
-    assert champion.tags["promotion.compared_with"] == before  # a 2021 champion, on 2023-02
+    assert promotion_record(champion)["compared_with"] == before  # a 2021 champion, on 2023-02
     signature = mlflow.models.get_model_info(f"models:/{MODEL}/{champion.version}").signature
     assert {s.name: s.type.name for s in signature.inputs.inputs}["PULocationID"] == "long"
 
@@ -67,6 +68,6 @@ def test_a_champion_validated_on_2023_scores_and_is_judged_on_2021_months(stack,
 
     out = stack.make("train", "TRAIN_MONTH=2021-01", "VAL_MONTH=2021-02").stdout
     version = summary(out)["model"].rsplit("version", 1)[1].strip()
-    tags = admin.get_model_version(MODEL, version).tags
-    assert tags["promotion.compared_with"] and float(tags["promotion.champion_rmse"]) > 0, out
-    assert tags["promotion.decision"] in ("promoted", "rejected")
+    numbers = promotion_record(admin.get_model_version(MODEL, version))
+    assert numbers["compared_with"] and float(numbers["champion_rmse"]) > 0, out
+    assert numbers["decision"] in ("promoted", "rejected")

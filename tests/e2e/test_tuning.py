@@ -6,7 +6,9 @@ from __future__ import annotations
 import re
 
 import pytest
-from platform_names import CHALLENGER, CHAMPION, FLOW_RUN_TAG, PROMOTION_TAG_PREFIX
+from platform_names import CHALLENGER, CHAMPION, FLOW_RUN_TAG
+
+from flows.resources.registry import promotion_record
 
 pytestmark = pytest.mark.e2e
 
@@ -36,7 +38,7 @@ def test_make_tune_leaves_a_parent_run_with_child_trials_and_a_challenger(stack,
     assert version, output
     registered = admin.get_model_version(version.group(1), version.group(2))
     assert admin.get_run(registered.run_id).data.tags["tuning.run_id"] == parent.info.run_id
-    decision = registered.tags[PROMOTION_TAG_PREFIX + "decision"]
+    decision = promotion_record(registered)["decision"]
     # Registered as challenger; the promotion rule then made it champion or left it challenger.
     expected_alias = CHAMPION if decision == "promoted" else CHALLENGER
     assert expected_alias in registered.aliases, (decision, registered.aliases)

@@ -24,6 +24,7 @@ from flows.logic.predictions import ScoredBy
 from flows.logic.signature import predict_raw
 from flows.pipelines.score import score
 from flows.pipelines.train import model_package, train
+from flows.resources.registry import promotion_record
 from flows.resources.tlc_files import load_trips
 from flows.steps.scoring import load_trusted, predict
 from tests.integration.params import QUICK
@@ -65,8 +66,7 @@ def input_types(name: str, version: str) -> dict[str, str]:
 
 
 def promotion_tags(name: str, version: str) -> dict[str, str]:
-    tags = MlflowClient().get_model_version(name, version).tags
-    return {k.removeprefix("promotion."): v for k, v in tags.items() if k.startswith("promotion.")}
+    return promotion_record(MlflowClient().get_model_version(name, version))
 
 
 def test_champions_of_either_year_score_every_month_and_are_compared_across_years(flow_env):

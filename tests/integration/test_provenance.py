@@ -27,7 +27,7 @@ from flows.logic.provenance import Record
 from flows.pipelines.promote import promote
 from flows.pipelines.score import score
 from flows.pipelines.train import train
-from flows.resources.registry import load_version, record_version
+from flows.resources.registry import load_version, promotion_record, record_version
 from tests import servers
 from tests.integration.params import QUICK
 from tests.paths import REPO_ROOT, TLC_DATA
@@ -264,7 +264,7 @@ def test_a_refused_champion_stops_neither_promotion_nor_the_team(platform, tmp_p
     assert "features.py changed" in decision.reason and "make rollback" in decision.reason
     assert "\n" not in decision.reason
     assert aliases == {CHAMPION: tampered, CHALLENGER: challenger}
-    assert kept.tags["promotion.failed"] == "champion_refused"
+    assert promotion_record(kept)["failed"] == "champion_refused"
     line = str(scoring.value)
     assert "refused, so nothing was scored" in line and "make rollback" in line
     assert "\n" not in line

@@ -19,6 +19,7 @@ from prefect.client.orchestration import get_client
 from flows.errors import InvalidParameters, NotPromotable, TripDataError
 from flows.pipelines.promote import promote
 from flows.pipelines.train import train
+from flows.resources.registry import promotion_record
 from tests.integration.params import QUICK, WEAK
 from tests.paths import TLC_DATA
 
@@ -156,14 +157,17 @@ def test_promotion_both_ways(flow_env, champion):
     assert not promote().promoted
     assert client.get_model_version_by_alias(name, "champion").version == strong.version
     rejected = client.get_model_version(name, worse.version)
-    assert rejected.tags["promotion.decision"] == "rejected"
-    assert rejected.tags["promotion.compared_with"] == strong.version
-    assert rejected.tags["promotion.failed"] == "rmse"
-    # Every number and budget of the gate is on the version.
+    # One line on the version; every number and budget of the gate in its training run.
+    assert rejected.tags["promotion"].startswith("rejected: ")
+    assert not [key for key in rejected.tags if key.startswith("promotion.")]
+    numbers = promotion_record(rejected)
+    assert numbers["decision"] == "rejected"
+    assert numbers["compared_with"] == strong.version
+    assert numbers["failed"] == "rmse"
     for side in ("challenger", "champion"):
         for metric in ("rmse", "p95_latency_ms", "model_size_mb"):
-            assert float(rejected.tags[f"promotion.{side}_{metric}"]) > 0
-    assert float(rejected.tags["promotion.budget_max_p95_latency_ms"]) == 60000  # flow_env
+            assert float(numbers[f"{side}_{metric}"]) > 0
+    assert float(numbers["budget_max_p95_latency_ms"]) == 60000  # flow_env
 
     champion_model = mlflow.pyfunc.load_model(f"models:/{name}@champion")
     raw = pd.read_parquet(FEB).head(10)
@@ -182,7 +186,7 @@ def test_a_challenger_over_a_budget_is_refused_naming_it(flow_env, champion, mon
     assert "over the budget of 0.001 ms" in decision.reason
     assert MlflowClient().get_model_version_by_alias(name, "champion").version == weak.version
     refused = MlflowClient().get_model_version(name, strong.version)
-    assert refused.tags["promotion.failed"] == "p95_latency_ms"
+    assert promotion_record(refused)["failed"] == "p95_latency_ms"
     assert "Not promoted: p95 latency" in refused.description
 
 

@@ -8,6 +8,7 @@ from mlflow import MlflowClient
 from flows.errors import InvalidParameters
 from flows.pipelines.tune import tune
 from flows.pipelines.tune_trial import tuning_split
+from flows.resources.registry import promotion_record
 from tests.paths import TLC_DATA
 
 pytestmark = [pytest.mark.integration, pytest.mark.flows]
@@ -43,7 +44,7 @@ def test_tuning_leaves_a_parent_run_with_child_trials_and_a_challenger(flow_env,
     assert trained.data.params["max_depth"] == str(result.best_params["max_depth"])
     assert trained.data.params["val_uri"] == FEB
     version = client.get_model_version(name, result.training.version)
-    assert version.tags["promotion.decision"] == "promoted"  # the first version
+    assert promotion_record(version)["decision"] == "promoted"  # the first version
 
 
 def test_trials_are_scored_on_the_latest_pickups_of_the_training_month():

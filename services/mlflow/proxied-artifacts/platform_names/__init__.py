@@ -32,7 +32,11 @@ VAL_RMSE_TAG = "val_rmse"
 RECORD_TAG = "platform.record"
 # A version without a record that an upgrade looked at and did not adopt, and why (looked at once).
 ADOPTION_REFUSED_TAG = "platform.adoption_refused"
-PROMOTION_TAG_PREFIX = "promotion."
+# A promotion's decision on a version, one line ("promoted: ..." / "rejected: ..."); its every
+# number in the version's training run, PROMOTION_FILE. Versions decided before this release
+# carry their numbers as ``promotion.*`` tags instead, still read.
+PROMOTION_TAG, PROMOTION_TAG_PREFIX = "promotion", "promotion."
+PROMOTION_FILE = "promotion/version-{version}.json"
 # Tags on a monitored version: a breach reported for a month, and the retraining it started.
 BREACH_TAG_PREFIX, RETRAINED_TAG_PREFIX = "monitoring.breach.", "monitoring.retrained."
 
