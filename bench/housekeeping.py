@@ -80,7 +80,8 @@ def sign_in(servers_: dict[str, Any], account: tuple[str, str]) -> None:
 
 def fitted() -> tuple[Any, Any, Any, Any, dict[str, float], dict[str, Any]]:
     """One model fitted as the train flow fits it, its data and validation figures."""
-    from flows.pipelines.train import chosen_params, fit, load, score
+    from flows.steps.ingest import load
+    from flows.steps.training import chosen_params, fit, score
     from tests.integration.params import QUICK
 
     train = load.fn(str(TLC_DATA / "green_tripdata_2021-01.parquet"))
@@ -92,8 +93,8 @@ def fitted() -> tuple[Any, Any, Any, Any, dict[str, float], dict[str, Any]]:
 
 def log_runs(experiment: str, count: int, trained: tuple[Any, ...]) -> list[str]:
     """``count`` runs logged by the train flow's own steps; their ids."""
-    from flows.pipelines.train import log_run
     from flows.steps.tracking import open_run
+    from flows.steps.training import log_run
 
     model, train, val, predicted, metrics, params = trained
     ids = []

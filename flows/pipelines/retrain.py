@@ -3,8 +3,7 @@ and validates on it, then the usual promotion gate (the champion is judged on th
 
 from __future__ import annotations
 
-from platform_names import RETRAINED_TAG_PREFIX
-from prefect import flow, task
+from prefect import flow
 
 from flows.logic.months import months_before
 from flows.logic.params import platform_model
@@ -12,26 +11,10 @@ from flows.logic.results import RetrainResult
 from flows.pipelines import FLOW_TIMEOUT_S
 from flows.pipelines.train import train
 from flows.settings import Settings
-from flows.steps.retry import IO_RETRIES
-
-
-@task(**IO_RETRIES)
-def retrained_as(model_name: str, version: str, month: str) -> str | None:
-    """The version a retraining for ``month`` already made from ``version``, if any."""
-    from mlflow import MlflowClient
-
-    tags = MlflowClient().get_model_version(model_name, version).tags
-    return tags.get(RETRAINED_TAG_PREFIX + month)
-
-
-@task(**IO_RETRIES)
-def mark_retrained(model_name: str, version: str, month: str, new_version: str) -> None:
-    """Tag the breached version with the version its retraining for ``month`` made."""
-    from mlflow import MlflowClient
-
-    MlflowClient().set_model_version_tag(
-        model_name, version, RETRAINED_TAG_PREFIX + month, new_version
-    )
+from flows.steps.retraining import (
+    mark_retrained,
+    retrained_as,
+)
 
 
 @flow(name="retrain", log_prints=True, timeout_seconds=FLOW_TIMEOUT_S["retrain"])

@@ -4,6 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from platform_names import (
+    ALIAS_TAG,
+    MODEL_NAME_TAG,
+    MODEL_RUN_ID_TAG,
+    MODEL_VERSION_TAG,
+    MONTH_TAG,
+    OUTPUT_URI_TAG,
+)
 from prefect import task
 
 from flows.errors import InvalidParameters, MissingModel, UntrustedVersion
@@ -127,3 +135,47 @@ def has_reference(scored_by: ScoredBy) -> bool:
     folder = REFERENCE_ARTIFACT.rsplit("/", 1)[0]
     listed = {a.path for a in MlflowClient().list_artifacts(scored_by.run_id, folder)}
     return REFERENCE_ARTIFACT in listed
+
+
+def error_metrics(frame: pd.DataFrame) -> dict[str, float]:
+    """rmse and mae where the file has actual durations (none otherwise)."""
+    from flows.model import evaluate
+
+    known = frame.dropna(subset=["actual_duration"])
+    if known.empty:
+        return {}
+    scores = evaluate(known["predicted_duration"].to_numpy(), known["actual_duration"])
+    return {"rmse": scores["rmse"], "mae": scores["mae"]}
+
+
+@task(**IO_RETRIES)
+def log_scoring(
+    run_id: str,
+    alias: str,
+    scored_by: ScoredBy,
+    data: TripData,
+    output_uri: str,
+    metrics: dict[str, float],
+) -> None:
+    """The scoring run: input, output, version used and the metrics; FINISHED at the end."""
+    import mlflow
+
+    from flows.logic.predictions import month_of
+    from flows.steps.tracking import dataset_reference
+
+    month = month_of(data.source)
+    with mlflow.start_run(run_id=run_id):
+        mlflow.set_tags(
+            {
+                MODEL_NAME_TAG: scored_by.model_name,
+                MODEL_VERSION_TAG: scored_by.version,
+                MODEL_RUN_ID_TAG: scored_by.run_id,
+                ALIAS_TAG: alias,
+                OUTPUT_URI_TAG: output_uri,
+                # The month of a TLC file (platform-metrics reads it); none for other files.
+                **({MONTH_TAG: month[1]} if month else {}),
+            }
+        )
+        mlflow.log_params({"input_uri": data.source, "output_uri": output_uri})
+        mlflow.log_input(dataset_reference(data), context="scoring")
+        mlflow.log_metrics({"rows": data.rows_kept, "rows_read": data.rows_read, **metrics})

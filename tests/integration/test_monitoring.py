@@ -13,7 +13,8 @@ from flows.errors import MissingModel
 from flows.logic.months import month_index
 from flows.pipelines.monitor import monitor
 from flows.pipelines.retrain import retrain
-from flows.pipelines.train import model_package, train
+from flows.pipelines.train import train
+from flows.steps.training import model_package
 from tests.corpus import slower_traffic
 from tests.integration.params import QUICK, WEAK
 from tests.paths import TLC_DATA

@@ -23,10 +23,11 @@ from flows.features import model_input_columns
 from flows.logic.predictions import ScoredBy
 from flows.logic.signature import predict_raw
 from flows.pipelines.score import score
-from flows.pipelines.train import model_package, train
+from flows.pipelines.train import train
 from flows.resources.registry import promotion_record
 from flows.resources.tlc_files import load_trips
 from flows.steps.scoring import load_trusted, predict
+from flows.steps.training import model_package
 from tests.integration.params import QUICK
 from tests.paths import TLC_DATA
 

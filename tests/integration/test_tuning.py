@@ -7,8 +7,8 @@ from mlflow import MlflowClient
 
 from flows.errors import InvalidParameters
 from flows.pipelines.tune import tune
-from flows.pipelines.tune_trial import tuning_split
 from flows.resources.registry import promotion_record
+from flows.steps.trials import tuning_split
 from tests.paths import TLC_DATA
 
 pytestmark = [pytest.mark.integration, pytest.mark.flows]

@@ -2,8 +2,10 @@
 
 flows.model, flows.features, flows.logic   model and data logic: no Prefect, no adapters
 flows.resources                             adapters to MLflow, S3, Prefect's API, TLC's site
-flows.steps                                 Prefect tasks several pipelines share
-flows.pipelines                             the flows, one per file, named as their deployments
+flows.steps                                 the Prefect tasks, by stage
+flows.pipelines                             the flows, one per file, named as their deployments:
+                                            no task, no MLflow, no S3 client (they read as
+                                            their DAG)
 flows.cli                                   the command line
 """
 
@@ -104,6 +106,23 @@ def test_model_and_data_logic_import_neither_prefect_nor_the_adapters():
         outside = {m for m in imported if within(m, OUTSIDE)}
         if inside or outside:
             offenders[module] = sorted(inside | outside)
+    assert offenders == {}
+
+
+def test_pipelines_hold_flows_only_and_never_call_mlflow_or_s3():
+    offenders = {}
+    for module, tree in package_sources().items():
+        if not within(module, ("flows.pipelines",)):
+            continue
+        clients = {m for m in imported_modules(tree) if within(m, ("mlflow", "boto3", "botocore"))}
+        tasks = [
+            node.name
+            for node in ast.walk(tree)
+            if isinstance(node, ast.FunctionDef)
+            and any("task" in ast.unparse(d) for d in node.decorator_list)
+        ]
+        if clients or tasks:
+            offenders[module] = sorted(clients) + tasks
     assert offenders == {}
 
 
