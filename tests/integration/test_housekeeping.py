@@ -162,8 +162,11 @@ def test_leftovers_of_runs_that_no_longer_exist_are_found_and_deleted(tracking, 
 
     swept = tracking.call(tracking.stack, "POST", "leftovers", {"older_than_days": 0})
     assert swept.status_code == 200, swept.text
-    assert sorted(swept.json()["orphans"]) == sorted([f"run {ghost_run}", f"model {ghost_model}"])
-    assert swept.json()["deleted_objects"] == 2
+    # The server is shared with other tests: their leftovers may be swept too, never a live run's.
+    orphans = set(swept.json()["orphans"])
+    assert {f"run {ghost_run}", f"model {ghost_model}"} <= orphans
+    assert not {f"run {kept_run}", f"model {kept_model}"} & orphans
+    assert swept.json()["deleted_objects"] >= 2
     for key in planted:
         assert tracking.keys(key) == []
     assert tracking.keys(f"{experiment}/{kept_run}/") and tracking.keys(
