@@ -6,6 +6,7 @@ reaches both or fails loudly in training (`UnknownRule`)."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -109,13 +110,17 @@ def first_refusal(records: list[dict[str, Any]]) -> str | None:
     try:
         RECORDS.validate_python(records)
     except ValidationError as error:
-        return describe(error.errors(include_url=False)[0], records)
+        return describe(error.errors(include_url=False)[0])
     return None
 
 
-def describe(problem: Any, records: list[dict[str, Any]]) -> str:
-    """One line for one of pydantic's errors on ``records``."""
-    row, column = problem["loc"][0], str(problem["loc"][1])
+def describe(problem: Any) -> str:
+    """One line for one of pydantic's errors on a list of records."""
+    where = problem["loc"]
+    row = where[0]
+    if len(where) < 2:
+        return f"row {row}: not a record (an object of columns)"
+    column = str(where[1])
     if problem["type"] == "missing":
         if column in PICKUP_NAMES:
             return f"row {row}: no pickup time ({' or '.join(PICKUP_NAMES)})"
@@ -126,8 +131,6 @@ def describe(problem: Any, records: list[dict[str, Any]]) -> str:
 
 def shown(value: Any) -> str:
     """A value as a refusal quotes it: short, whatever was sent."""
-    import json
-
     try:
         text = repr(value) if isinstance(value, str) else json.dumps(value)
     except (TypeError, ValueError):
