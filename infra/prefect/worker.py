@@ -7,6 +7,9 @@ memory is short: each training run needs up to RUN_MEMORY_BYTES; shared out amon
 WORKER_REPLICAS workers of one machine); runs beyond it wait as Scheduled and start as slots
 free. Each run's xgboost gets its share of the cores as threads, so runs side by side share the
 cores instead of fighting over them.
+
+With STACK_CA_FILE (the TLS proxy's own certificate authority: Caddy's `tls internal` on a LAN),
+the worker and its flow runs trust that CA besides the public ones, in every client they use.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,6 +82,32 @@ def threads_per_run(machine: Machine, limit: int, workers_here: int = 1) -> int:
     return max(1, machine.cpus // (limit * max(1, workers_here)))
 
 
+# The settings every client of a worker and its flow runs reads its CA bundle from: Python's ssl
+# defaults, requests (MLflow, the data proxy) and Prefect's httpx and WebSocket clients.
+CA_BUNDLE_SETTINGS = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "PREFECT_API_SSL_CERT_FILE")
+
+
+def trust_stack_ca(ca_file: str | None, bundle_dir: Path | None = None) -> Path | None:
+    """With ``ca_file`` (STACK_CA_FILE), write the public CAs (certifi's, what the clients trust
+    by default) and that CA into one bundle and point every client at it; the bundle's path."""
+    if not ca_file:
+        return None
+    import certifi
+
+    try:
+        extra = Path(ca_file).read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        raise SystemExit(f"STACK_CA_FILE={ca_file}: cannot be read ({error})") from None
+    if "-----BEGIN CERTIFICATE-----" not in extra:
+        raise SystemExit(f"STACK_CA_FILE={ca_file}: not a PEM certificate")
+    directory = bundle_dir or Path(tempfile.mkdtemp(prefix="stack-ca-"))
+    bundle = directory / "ca-bundle.pem"
+    bundle.write_text(Path(certifi.where()).read_text().rstrip("\n") + "\n" + extra)
+    for name in CA_BUNDLE_SETTINGS:
+        os.environ[name] = str(bundle)
+    return bundle
+
+
 def worker_command(
     pool: str,
     limit: int,
@@ -105,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--healthcheck", action="store_true", help="serve /health (port 8080)")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
+    stack_ca = os.environ.get("STACK_CA_FILE")
+    trust_stack_ca(stack_ca)
     machine = this_machine()
     # Replicas of the compose worker run on one machine (WORKER_REPLICAS) and share it.
     workers_here = int(os.environ.get("WORKER_REPLICAS") or 1)
@@ -121,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         f"(queues: {settings.worker_queues or 'all'}), up to {limit} flow runs at once "
         f"({machine.cpus} cores, {machine.memory_bytes / 2**30:.1f} GiB, {workers_here} worker(s) "
         f"on this machine; "
-        f"{os.environ['OMP_NUM_THREADS']} thread(s) per run)",
+        f"{os.environ['OMP_NUM_THREADS']} thread(s) per run)"
+        f"{f'; trusting the CA in {stack_ca} too' if stack_ca else ''}",
         flush=True,
     )
     command = worker_command(

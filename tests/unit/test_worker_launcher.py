@@ -1,6 +1,13 @@
-"""The worker's concurrency limit: derived from cores and memory unless WORKER_LIMIT says."""
+"""The worker launcher: its concurrency limit (from cores and memory unless WORKER_LIMIT says), and
+the TLS proxy's own CA (STACK_CA_FILE) trusted by every client."""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import certifi
+import pytest
 
 from infra.prefect import worker
 
@@ -53,3 +60,33 @@ def test_replicas_on_one_machine_share_its_cores_and_threads():
     assert worker.default_limit(eight, workers_here=2) == 4
     assert worker.threads_per_run(eight, limit=4, workers_here=2) == 1
     assert worker.threads_per_run(eight, limit=1) == 8
+
+
+PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+
+
+def test_a_stack_ca_is_trusted_besides_the_public_ones_by_every_client(tmp_path, monkeypatch):
+    for name in worker.CA_BUNDLE_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+    ca = tmp_path / "root.crt"
+    ca.write_text(PEM)
+    bundle = worker.trust_stack_ca(str(ca), tmp_path)
+    assert bundle is not None
+    text = bundle.read_text()
+    assert text.startswith(Path(certifi.where()).read_text().rstrip("\n")) and text.endswith(PEM)
+    assert {name: os.environ[name] for name in worker.CA_BUNDLE_SETTINGS} == {
+        name: str(bundle) for name in worker.CA_BUNDLE_SETTINGS
+    }
+
+
+def test_no_stack_ca_changes_nothing_and_a_wrong_one_stops_with_its_name(tmp_path, monkeypatch):
+    for name in worker.CA_BUNDLE_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+    assert worker.trust_stack_ca("") is None and worker.trust_stack_ca(None) is None
+    assert not any(name in os.environ for name in worker.CA_BUNDLE_SETTINGS)
+    key = tmp_path / "root.key"
+    key.write_text("-----BEGIN EC PRIVATE KEY-----\n")
+    with pytest.raises(SystemExit, match=f"STACK_CA_FILE={key}: not a PEM certificate"):
+        worker.trust_stack_ca(str(key), tmp_path)
+    with pytest.raises(SystemExit, match="cannot be read"):
+        worker.trust_stack_ca(str(tmp_path / "missing.crt"), tmp_path)
