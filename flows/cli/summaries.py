@@ -26,6 +26,14 @@ if TYPE_CHECKING:
     from mlflow.entities import Run
 
 
+def promotion_reason(tags: dict[str, str]) -> str:
+    """Why the promotion decided as it did, from a version's tags: its ``promotion`` line
+    ("promoted: <why>"; the yes or no is said beside it), or an older release's
+    ``promotion.reason`` tag."""
+    decided = tags.get(PROMOTION_TAG, "").partition(": ")[2]
+    return decided or tags.get(PROMOTION_TAG_PREFIX + "reason", "not decided")
+
+
 def version_lines(run: Run) -> list[str]:
     """The registered version a training run made, and whether (and why) it is champion."""
     from mlflow import MlflowClient
@@ -37,8 +45,7 @@ def version_lines(run: Run) -> list[str]:
     version = client.get_model_version(
         name, versions_of_run(client, name, run.info.run_id)[0].version
     )
-    tags = version.tags
-    reason = tags.get(PROMOTION_TAG) or tags.get(PROMOTION_TAG_PREFIX + "reason", "not decided")
+    reason = promotion_reason(version.tags)
     return [
         f"model:      {name} version {version.version}",
         f"champion:   {'yes' if CHAMPION in version.aliases else 'no'} ({reason})",
