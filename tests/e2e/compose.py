@@ -16,6 +16,7 @@ from flows.settings import DEFAULT_DATA_BUCKET, Settings
 from infra import make_env
 from infra.make_env import read_env
 from tests.e2e.bridge import bridge_address
+from tests.e2e.second_host import TLS_NAME
 from tests.paths import REPO_ROOT
 from tests.servers import free_port
 
@@ -160,7 +161,9 @@ def shared_stack_settings(workdir: Path) -> Stack:
         # The model server's answers reach the bucket within seconds (test_served_traffic.py).
         "SERVING_TRAFFIC_FLUSH_SECONDS": "5",
         "BIND_ADDRESS": host,
-        "MLFLOW_EXTRA_ALLOWED_HOSTS": f"{host},{host}:{mlflow_port},{host}:{data_proxy_port}",
+        # ... and the name the TLS front door serves them under (tests/e2e/test_second_host.py).
+        "MLFLOW_EXTRA_ALLOWED_HOSTS": f"{host},{host}:{mlflow_port},{host}:{data_proxy_port},"
+        f"{TLS_NAME},{TLS_NAME}:5443",
         "MLFLOW_UI_URL": f"http://{host}:{mlflow_port}",
         "PREFECT_UI_API_URL": f"http://{host}:{prefect_port}/api",
         "APP_IMAGE": "taxi-mlops/app:e2e",
