@@ -65,9 +65,14 @@ def test_replicas_on_one_machine_share_its_cores_and_threads():
 PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 
 
-def test_a_stack_ca_is_trusted_besides_the_public_ones_by_every_client(tmp_path, monkeypatch):
+def keep_environment(monkeypatch) -> None:
+    """The CA settings restored after the test (trust_stack_ca writes os.environ itself)."""
     for name in worker.CA_BUNDLE_SETTINGS:
-        monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv(name, "before")
+
+
+def test_a_stack_ca_is_trusted_besides_the_public_ones_by_every_client(tmp_path, monkeypatch):
+    keep_environment(monkeypatch)
     ca = tmp_path / "root.crt"
     ca.write_text(PEM)
     bundle = worker.trust_stack_ca(str(ca), tmp_path)
@@ -80,10 +85,9 @@ def test_a_stack_ca_is_trusted_besides_the_public_ones_by_every_client(tmp_path,
 
 
 def test_no_stack_ca_changes_nothing_and_a_wrong_one_stops_with_its_name(tmp_path, monkeypatch):
-    for name in worker.CA_BUNDLE_SETTINGS:
-        monkeypatch.delenv(name, raising=False)
+    keep_environment(monkeypatch)
     assert worker.trust_stack_ca("") is None and worker.trust_stack_ca(None) is None
-    assert not any(name in os.environ for name in worker.CA_BUNDLE_SETTINGS)
+    assert {os.environ[name] for name in worker.CA_BUNDLE_SETTINGS} == {"before"}
     key = tmp_path / "root.key"
     key.write_text("-----BEGIN EC PRIVATE KEY-----\n")
     with pytest.raises(SystemExit, match=f"STACK_CA_FILE={key}: not a PEM certificate"):
