@@ -21,13 +21,14 @@ from prefect import flow, get_run_logger
 from flows.pipelines import FLOW_TIMEOUT_S
 from flows.steps.housekeeping import (
     flow_run_backlog,
+    housekeeping_report,
     measure_sizes,
     prune_predictions,
     prune_served,
-    publish_report,
     sweep_mlflow_leftovers,
     sweep_mlflow_runs,
 )
+from flows.steps.reporting import publish_report
 
 
 @flow(name="housekeeping", log_prints=True, timeout_seconds=FLOW_TIMEOUT_S["housekeeping"])
@@ -50,5 +51,7 @@ def housekeeping(dry_run: bool = False) -> dict[str, Any]:
         "backlog": flow_run_backlog(settings.flow_run_retention_days),
     }
     after = measure_sizes()
-    print(publish_report(before, after, found, dry_run))
+    report = housekeeping_report(before, after, found, dry_run)
+    publish_report("housekeeping", report, "Housekeeping")
+    print(report)
     return {**found, "before": before, "after": after}

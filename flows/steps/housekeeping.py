@@ -177,12 +177,10 @@ def flow_run_backlog(retention_days: int) -> int:
         )
 
 
-def publish_report(
+def housekeeping_report(
     before: dict[str, int], after: dict[str, int], found: dict[str, Any], dry_run: bool
 ) -> str:
-    """The report as a Prefect artifact (Markdown); returned too."""
-    from prefect.artifacts import create_markdown_artifact
-
+    """What housekeeping deleted and the sizes before and after, as Markdown."""
     runs, leftovers, predictions = found["runs"], found["leftovers"], found["predictions"]
     verb = "would delete" if dry_run else "deleted"
     lines = [
@@ -206,6 +204,4 @@ def publish_report(
         "PostgreSQL reuses the space of deleted rows instead of returning it: a database stops "
         "growing rather than shrinks.",
     ]
-    report = "\n".join(lines)
-    create_markdown_artifact(markdown=report, key="housekeeping", description="Housekeeping")
-    return report
+    return "\n".join(lines)

@@ -22,9 +22,17 @@ import pytest
 import requests
 
 from flows.resources.registry import runs_of_flow_run
+from infra import make_env
 from infra.make_env import read_env
-from tests.e2e.compose import Stack, flow_run_state, start_deployment, wait_until_final
+from tests.e2e.compose import (
+    Stack,
+    flow_run_state,
+    start_deployment,
+    wait_until_final,
+    write_env_file,
+)
 from tests.e2e.second_host import TLS_NAME, SecondHost, second_host, tls_front_door
+from tests.e2e.test_faults import SLOW_PARAMS  # still fitting when the link goes down
 from tests.e2e.test_scale import online_workers
 from tests.paths import REPO_ROOT
 
@@ -34,8 +42,6 @@ NAME = "second-host-e2e"
 # docs/operations.md: heartbeats every 30 s, Crashed after 90 s of silence; the automation
 # evaluates within seconds. Twice that, so a slow machine does not fail a correct stack.
 CRASHED_BOUND_S = 2 * (30 + 90)
-# Many trees, no early stop: a training run that is still fitting when the link goes down.
-SLOW_PARAMS = {"n_estimators": 1500, "learning_rate": 0.05, "early_stopping_rounds": None}
 # Where the image keeps the project, and so where deployed flow runs start.
 APP_DIR = Path("/app")
 
@@ -60,9 +66,8 @@ def audit(stack: Stack, username: str, limit: int = 200) -> list[dict[str, Any]]
 
 def set_trusted_proxy(stack: Stack, addresses: str) -> None:
     """TRUSTED_PROXY_ADDRESSES in the stack's settings, and the gateway restarted with it."""
-    lines = stack.env_file.read_text().splitlines()
-    kept = [line for line in lines if not line.startswith("TRUSTED_PROXY_ADDRESSES=")]
-    stack.env_file.write_text("\n".join([*kept, f"TRUSTED_PROXY_ADDRESSES={addresses}"]) + "\n")
+    settings = make_env.render(stack.env_file.read_text(), {"TRUSTED_PROXY_ADDRESSES": addresses})
+    write_env_file(stack.env_file, settings)
     stack.compose("up", "--detach", "--wait", "--no-deps", "prefect-gateway")
 
 
